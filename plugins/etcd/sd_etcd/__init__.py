@@ -1,0 +1,1 @@
+"""etcd backend for sd-core (not implemented yet: this distribution registers no backend)."""

@@ -1,0 +1,1 @@
+"""Eureka backend for sd-core (not implemented yet: this distribution registers no backend)."""

@@ -1,0 +1,1 @@
+"""Client-side service discovery: contracts, machinery, balancers and backends."""

@@ -1,0 +1,1 @@
+"""Real backend servers for tests, started on loopback ports (a pytest plugin)."""
