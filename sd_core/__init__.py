@@ -1,1 +1,57 @@
 """Client-side service discovery: contracts, machinery, balancers and backends."""
+
+from ._backend import Backend, Option
+from ._backoff import Backoff
+from ._broadcast import BaseInstancer, Subscriber
+from ._cache import EndpointCache
+from ._contracts import Closer, Factory, Instancer, Registrar
+from ._endpointer import Endpointer, FixedEndpointer
+from ._errors import (
+    BackendUnavailableError,
+    ConfigError,
+    NoEndpointsError,
+    RegistrationError,
+    RetryError,
+    SDError,
+    UnknownBackendError,
+)
+from ._event import Event
+from ._fixed import FixedInstancer
+from ._instance import Instance, Registration
+from ._registrar import BaseRegistrar
+from ._subscription import Subscription
+from ._watch import Watch, WatchContext, WatchInstancer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend",
+    "BackendUnavailableError",
+    "Backoff",
+    "BaseInstancer",
+    "BaseRegistrar",
+    "Closer",
+    "ConfigError",
+    "EndpointCache",
+    "Endpointer",
+    "Event",
+    "Factory",
+    "FixedEndpointer",
+    "FixedInstancer",
+    "Instance",
+    "Instancer",
+    "NoEndpointsError",
+    "Option",
+    "Registrar",
+    "Registration",
+    "RegistrationError",
+    "RetryError",
+    "SDError",
+    "Subscriber",
+    "Subscription",
+    "UnknownBackendError",
+    "Watch",
+    "WatchContext",
+    "WatchInstancer",
+    "__version__",
+]

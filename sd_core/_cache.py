@@ -1,0 +1,302 @@
+"""EndpointCache: turns successive events into endpoints, reusing, draining and closing them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+from ._errors import NoEndpointsError
+from ._event import Event
+from ._instance import Instance
+from ._notifier import Notifier
+
+__all__ = ["EndpointCache"]
+
+log = logging.getLogger("sd_core.endpoints")
+
+E = TypeVar("E")
+
+
+class _Entry(Generic[E]):
+    """One live endpoint with its in-flight count; shared by the cache and the balancers."""
+
+    __slots__ = ("closed", "closer", "endpoint", "failures", "instance", "pending", "retired")
+
+    def __init__(self, instance: Instance | None, endpoint: E, closer: Any) -> None:
+        self.instance = instance
+        self.endpoint = endpoint
+        self.closer = closer
+        self.pending = 0
+        self.failures = 0
+        self.retired = False
+        self.closed = False
+
+
+def _split(result: Any) -> tuple[Any, Any]:
+    if (
+        isinstance(result, tuple)
+        and len(result) == 2
+        and callable(getattr(result[1], "close", None))
+    ):
+        return result[0], result[1]
+    closer = result if callable(getattr(result, "close", None)) else None
+    return result, closer
+
+
+class EndpointCache(Generic[E]):
+    """Keeps one endpoint per instance across events.
+
+    An instance that stays (same id and address) keeps its endpoint; the factory is called
+    only for new instances; the endpoints of instances that left are closed once their
+    in-flight requests end, or after ``drain_timeout`` seconds. A factory that raises is
+    logged and its instance skipped (and tried again on the next event). On an error event
+    the last good set is kept; with ``invalidate_on_error=seconds`` every endpoint is closed
+    once that long passed without recovery, and :meth:`endpoints` raises the error.
+    Each closer is called exactly once, at the latest on :meth:`close`.
+
+    A closer is the second item of a ``(endpoint, closer)`` pair the factory returns, or the
+    endpoint itself when it has a ``close()`` method.
+    """
+
+    def __init__(
+        self,
+        factory: Callable[[Instance], Any] | None = None,
+        *,
+        drain_timeout: float = 5.0,
+        invalidate_on_error: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if drain_timeout < 0:
+            raise ValueError(f"drain_timeout must be >= 0 seconds, got {drain_timeout}")
+        if invalidate_on_error is not None and invalidate_on_error < 0:
+            raise ValueError(f"invalidate_on_error must be >= 0 seconds, got {invalidate_on_error}")
+        self._factory = factory
+        self._drain_timeout = drain_timeout
+        self._invalidate_after = invalidate_on_error
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._by_id: dict[str, _Entry[E]] = {}
+        # Readers (the balancers) take these without a lock; update() replaces them whole.
+        self._entries: tuple[_Entry[E], ...] = ()
+        self._endpoints: tuple[E, ...] = ()
+        self._error: BaseException | None = None
+        self._deadline: float | None = None
+        self._pending_error: BaseException | None = None
+        self._closed = False
+        self.notifier = Notifier()
+        self._draining: dict[_Entry[E], float] = {}
+        self._drain_cond = threading.Condition(self._lock)
+        self._drainer: threading.Thread | None = None
+
+    # -- reading -------------------------------------------------------------------------
+    def endpoints(self) -> list[E]:
+        """The current endpoints; raises the backend's error once invalidated."""
+        if self._deadline is not None:
+            self._expire_if_due()
+        if self._error is not None and not self._entries:
+            raise self._error
+        return list(self._endpoints)
+
+    def entries(self) -> tuple[_Entry[E], ...]:
+        """The current entries (endpoint, instance, in-flight count) for balancers."""
+        if self._deadline is not None:
+            self._expire_if_due()
+        return self._entries
+
+    def no_endpoints(self) -> NoEndpointsError:
+        """The error a balancer raises when there is nothing to pick."""
+        if self._error is not None:
+            err = NoEndpointsError(f"no endpoints: discovery failed: {self._error}")
+            err.__cause__ = self._error
+            return err
+        if self._closed:
+            return NoEndpointsError("no endpoints: the endpointer is closed")
+        return NoEndpointsError("no endpoints available")
+
+    # -- in-flight accounting ------------------------------------------------------------
+    def acquire(self, entry: _Entry[E]) -> bool:
+        """Count a request on ``entry``; False when it was closed meanwhile (pick again)."""
+        with self._lock:
+            if entry.closed:
+                return False
+            entry.pending += 1
+            return True
+
+    def release(self, entry: _Entry[E], failed: bool = False) -> None:
+        """End a request on ``entry``; closes it if it left and this was its last request."""
+        with self._lock:
+            entry.pending -= 1
+            if failed:
+                entry.failures += 1
+            if not (entry.retired and entry.pending <= 0 and not entry.closed):
+                return
+            entry.closed = True
+            if self._draining.pop(entry, None) is not None:
+                self._drain_cond.notify_all()
+        self._close_entry(entry)
+
+    # -- updating ------------------------------------------------------------------------
+    def update(self, event: Event) -> None:
+        """Apply an event from the instancer. Not to be called from two threads at once."""
+        if self._closed:
+            return
+        if event.error is not None:
+            self._failed(event.error)
+            return
+        old = self._by_id
+        by_id: dict[str, _Entry[E]] = {}
+        for instance in event.instances:
+            ident = instance.id
+            if ident in by_id:
+                log.warning("two instances share the id %r; keeping the first", ident)
+                continue
+            entry = old.get(ident)
+            if entry is not None:
+                known = entry.instance
+                if (
+                    known is not None
+                    and known.port == instance.port
+                    and known.host == instance.host
+                ):
+                    if known is not instance:
+                        entry.instance = instance
+                    by_id[ident] = entry
+                    continue
+            created = self._create(instance)
+            if created is not None:
+                by_id[ident] = created
+        left = [entry for ident, entry in old.items() if by_id.get(ident) is not entry]
+        self._publish(by_id)
+        self._retire(left)
+
+    def set_fixed(self, endpoints: Sequence[E]) -> None:
+        """Serve a constant list of endpoints (for :class:`FixedEndpointer`)."""
+        by_id: dict[str, _Entry[E]] = {}
+        for index, endpoint in enumerate(endpoints):
+            by_id[str(index)] = _Entry(None, endpoint, None)
+        self._publish(by_id)
+
+    def close(self, wait: bool = True) -> None:
+        """Close every endpoint: at once when idle, else after its in-flight requests end
+        (bounded by the drain timeout; with ``wait`` this call waits for that)."""
+        if self._closed:
+            return
+        self._closed = True
+        left = list(self._by_id.values())
+        self._publish({})
+        self._retire(left)
+        drainer = self._drainer
+        if wait and drainer is not None and drainer is not threading.current_thread():
+            drainer.join()
+
+    # -- machinery -----------------------------------------------------------------------
+    def _create(self, instance: Instance) -> _Entry[E] | None:
+        if self._factory is None:
+            return _Entry(instance, instance, None)  # type: ignore[arg-type]
+        try:
+            endpoint, closer = _split(self._factory(instance))
+        except Exception:
+            log.exception("factory failed for %r; skipping that instance", instance)
+            return None
+        return _Entry(instance, endpoint, closer)
+
+    def _publish(self, by_id: dict[str, _Entry[E]]) -> None:
+        entries = tuple(by_id.values())
+        self._by_id = by_id
+        self._error = None
+        self._deadline = None
+        self._entries = entries
+        self._endpoints = tuple(entry.endpoint for entry in entries)
+        self.notifier.notify()
+
+    def _failed(self, error: BaseException) -> None:
+        if self._invalidate_after is None:
+            return
+        if self._deadline is None:
+            self._deadline = self._clock() + self._invalidate_after
+        self._pending_error = error
+        self._expire_if_due()
+
+    def _expire_if_due(self) -> None:
+        deadline = self._deadline
+        if deadline is None or self._clock() < deadline:
+            return
+        with self._lock:
+            if self._deadline is None:
+                return
+            left = list(self._by_id.values())
+            error = self._pending_error
+            self._by_id = {}
+            self._entries = ()
+            self._endpoints = ()
+            self._error = error
+            self._deadline = None
+        log.warning(
+            "discovery failed for %s s; closing %d endpoints: %s",
+            self._invalidate_after,
+            len(left),
+            error,
+        )
+        self._retire(left)
+        self.notifier.notify()
+
+    def _retire(self, entries: list[_Entry[E]]) -> None:
+        now_closed: list[_Entry[E]] = []
+        with self._lock:
+            deadline = time.monotonic() + self._drain_timeout
+            for entry in entries:
+                if entry.retired:
+                    continue
+                entry.retired = True
+                if entry.pending <= 0:
+                    entry.closed = True
+                    now_closed.append(entry)
+                else:
+                    self._draining[entry] = deadline
+            if self._draining:
+                self._drain_cond.notify_all()
+                if self._drainer is None:
+                    self._drainer = threading.Thread(
+                        target=self._drain_loop, name="sd-endpoint-drain", daemon=True
+                    )
+                    self._drainer.start()
+        for entry in now_closed:
+            self._close_entry(entry)
+
+    def _drain_loop(self) -> None:
+        while True:
+            expired: list[_Entry[E]] = []
+            with self._lock:
+                if not self._draining:
+                    self._drainer = None
+                    return
+                now = time.monotonic()
+                for entry, deadline in list(self._draining.items()):
+                    if deadline <= now:
+                        del self._draining[entry]
+                        entry.closed = True
+                        expired.append(entry)
+                if not expired:
+                    self._drain_cond.wait(min(self._draining.values()) - now)
+                    continue
+            for entry in expired:
+                log.warning(
+                    "closing the endpoint of %r with %d requests still in flight "
+                    "after the %s s drain timeout",
+                    entry.instance,
+                    entry.pending,
+                    self._drain_timeout,
+                )
+                self._close_entry(entry)
+
+    def _close_entry(self, entry: _Entry[E]) -> None:
+        closer = entry.closer
+        if closer is None:
+            return
+        try:
+            closer.close()
+        except Exception:
+            log.exception("closing the endpoint of %r failed", entry.instance)

@@ -1,0 +1,87 @@
+"""The contracts: Instancer, Registrar, Closer and Factory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Protocol, Self, TypeAlias, runtime_checkable
+
+from ._event import Event
+from ._instance import Instance, Registration
+from ._subscription import Subscription
+
+__all__ = ["Closer", "Factory", "Instancer", "Registrar"]
+
+
+@runtime_checkable
+class Instancer(Protocol):
+    """Watches one service in one backend and publishes :class:`Event` s."""
+
+    def register(self, subscriber: Callable[[Event], None], /) -> None:
+        """Deliver the current event at once and every change after it."""
+
+    def deregister(self, subscriber: Callable[[Event], None], /) -> None:
+        """Stop delivering to ``subscriber``."""
+
+    def subscribe(self) -> Subscription:
+        """An iterator and async iterator of events, coalesced to the latest."""
+
+    def stop(self) -> None:
+        """Stop watching and release every thread and connection."""
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+@runtime_checkable
+class Registrar(Protocol):
+    """Announces the running service to a backend and keeps the announcement alive."""
+
+    registration: Registration
+
+    def register(self) -> None:
+        """Announce the registration (idempotent)."""
+
+    def deregister(self) -> None:
+        """Withdraw it (idempotent)."""
+
+    def set_status(self, status: str, note: str = "") -> None:
+        """Report health, where the backend has a notion of it."""
+
+    def close(self) -> None:
+        """Deregister and release resources."""
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+@runtime_checkable
+class Closer(Protocol):
+    """Anything with ``close()``: releases what a factory made for an instance."""
+
+    def close(self) -> object: ...
+
+
+Factory: TypeAlias = Callable[[Instance], Any]
+"""Makes the endpoint of an instance: returns ``endpoint`` or ``(endpoint, closer)``."""

@@ -1,0 +1,28 @@
+"""FixedInstancer: a constant set of instances."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from ._broadcast import BaseInstancer
+from ._event import Event
+from ._instance import Instance
+
+__all__ = ["FixedInstancer"]
+
+
+class FixedInstancer(BaseInstancer):
+    """An instancer whose set never changes unless :meth:`set` is called: for tests and
+    static configuration."""
+
+    def __init__(self, instances: Iterable[Instance] = ()) -> None:
+        super().__init__()
+        self.update(Event(instances))
+
+    def set(self, instances: Iterable[Instance]) -> None:
+        """Replace the set (subscribers are told when it differs)."""
+        self.update(Event(instances))
+
+    def __repr__(self) -> str:
+        count = len(self.state.instances) if self.state is not None else 0
+        return f"<FixedInstancer {count} instances>"

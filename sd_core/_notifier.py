@@ -1,0 +1,79 @@
+"""A change signal that both threads and asyncio tasks can wait on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+
+__all__ = ["Notifier"]
+
+
+class Notifier:
+    """Wakes every thread and every asyncio task waiting for the next change.
+
+    ``notify()`` may be called from any thread; async waiters are woken on their own loop.
+    """
+
+    __slots__ = ("_cond", "_futures", "_version")
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        """Counts notifications; a waiter passes the version it has seen."""
+        return self._version
+
+    def notify(self) -> None:
+        """Wake all waiters."""
+        with self._cond:
+            self._version += 1
+            futures, self._futures = self._futures, []
+            self._cond.notify_all()
+        for loop, future in futures:
+            try:
+                loop.call_soon_threadsafe(_resolve, future)
+            except RuntimeError:  # that loop is closed; nobody is waiting any more
+                pass
+
+    def wait(self, seen: int, timeout: float | None) -> bool:
+        """Block until the version differs from ``seen``; False if ``timeout`` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._version == seen:
+                if deadline is None:
+                    self._cond.wait()
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    self._cond.wait(remaining)
+            return True
+
+    async def wait_async(self, seen: int, timeout: float | None) -> bool:
+        """Await until the version differs from ``seen``; False if ``timeout`` passed first."""
+        loop = asyncio.get_running_loop()
+        with self._cond:
+            if self._version != seen:
+                return True
+            future: asyncio.Future[None] = loop.create_future()
+            self._futures.append((loop, future))
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            return False
+        finally:
+            if not future.done():
+                future.cancel()
+                with self._cond, contextlib.suppress(ValueError):
+                    self._futures.remove((loop, future))
+        return True
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)

@@ -1,0 +1,153 @@
+"""WatchInstancer: runs a backend's watch loop in a thread, with backoff and error events."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+
+from ._backoff import Backoff
+from ._broadcast import BaseInstancer
+from ._errors import BackendUnavailableError, SDError
+from ._event import Event
+from ._instance import Instance
+
+__all__ = ["Watch", "WatchContext", "WatchInstancer"]
+
+log = logging.getLogger("sd_core.instancer")
+
+
+class WatchContext:
+    """What a backend's watch function is given: publish, wait, and learn of stop."""
+
+    def __init__(self, owner: WatchInstancer) -> None:
+        self._owner = owner
+        self._stop = threading.Event()
+        self._interrupters: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def stopping(self) -> bool:
+        """True once the instancer is stopping: return as soon as possible."""
+        return self._stop.is_set()
+
+    def publish(self, instances: Iterable[Instance]) -> None:
+        """Report the complete current set of instances (never a delta)."""
+        self._owner._published(Event(instances))
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True (at once) if the instancer is stopping."""
+        return self._stop.wait(seconds)
+
+    def on_stop(self, interrupt: Callable[[], None]) -> None:
+        """Call ``interrupt`` when the instancer stops, to break a blocking call.
+
+        Registered interrupters hold for the current run of the watch function only.
+        """
+        with self._lock:
+            self._interrupters.append(interrupt)
+        if self._stop.is_set():
+            self._run_interrupter(interrupt)
+
+    def _new_run(self) -> None:
+        with self._lock:
+            self._interrupters.clear()
+
+    def _set_stopping(self) -> None:
+        self._stop.set()
+        with self._lock:
+            interrupters = tuple(self._interrupters)
+        for interrupt in interrupters:
+            self._run_interrupter(interrupt)
+
+    def _run_interrupter(self, interrupt: Callable[[], None]) -> None:
+        try:
+            interrupt()
+        except Exception:
+            log.debug("interrupting %s raised", self._owner.name, exc_info=True)
+
+
+Watch = Callable[[WatchContext], None]
+"""A backend's watch loop: publishes full sets until stopped, raises on failure."""
+
+
+class WatchInstancer(BaseInstancer):
+    """An instancer fed by a backend's watch function running in a background thread.
+
+    ``watch(ctx)`` calls ``ctx.publish(instances)`` each time it knows the whole set and
+    returns when ``ctx.stopping``. When it raises, one error event is sent on the
+    transition to failure and the function is called again after a capped exponential
+    backoff with jitter; the next successful publish sends the full set. Errors that are not
+    :class:`SDError` reach subscribers as :class:`BackendUnavailableError`.
+    """
+
+    def __init__(
+        self,
+        watch: Watch,
+        *,
+        name: str,
+        backoff: Backoff | None = None,
+        on_close: Callable[[], None] | None = None,
+        join_timeout: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self._watch = watch
+        self._backoff = backoff or Backoff(initial=0.2, maximum=30.0)
+        self._on_close = on_close
+        self._join_timeout = join_timeout
+        self._ctx = WatchContext(self)
+        self._thread = threading.Thread(target=self._run, name=f"sd-watch-{name}", daemon=True)
+        self._thread.start()
+
+    def _published(self, event: Event) -> None:
+        self._backoff.reset()
+        self.update(event)
+
+    def _run(self) -> None:
+        ctx = self._ctx
+        while not ctx.stopping:
+            ctx._new_run()
+            try:
+                self._watch(ctx)
+            except Exception as exc:
+                if ctx.stopping:
+                    break
+                self._failed(exc)
+            else:
+                if ctx.stopping:
+                    break
+                log.debug("%s: watch returned; starting it again", self.name)
+            ctx.wait(self._backoff.next())
+
+    def _failed(self, exc: Exception) -> None:
+        error: SDError
+        if isinstance(exc, SDError):
+            error = exc
+        else:
+            error = BackendUnavailableError(f"{self.name}: {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+        current = self.state
+        if current is None or current.ok:
+            log.warning("%s: discovery failed, retrying with backoff: %s", self.name, error)
+            self.update(Event(error=error))
+        else:
+            log.debug("%s: still failing: %s", self.name, error)
+
+    def stop(self) -> None:
+        """Stop watching, end subscriptions and join the watch thread (idempotent)."""
+        super().stop()
+        self._ctx._set_stopping()
+        if self._thread is not threading.current_thread():
+            self._thread.join(self._join_timeout)
+            if self._thread.is_alive():
+                log.error(
+                    "%s: watch thread did not stop within %s s", self.name, self._join_timeout
+                )
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()
+
+    def __repr__(self) -> str:
+        state = "stopped" if self.stopped else "watching"
+        return f"<{type(self).__name__} {self.name} {state}>"
