@@ -35,10 +35,9 @@ class Notifier:
             futures, self._futures = self._futures, []
             self._cond.notify_all()
         for loop, future in futures:
-            try:
+            # A closed loop raises RuntimeError: nobody is waiting there any more.
+            with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, future)
-            except RuntimeError:  # that loop is closed; nobody is waiting any more
-                pass
 
     def wait(self, seen: int, timeout: float | None) -> bool:
         """Block until the version differs from ``seen``; False if ``timeout`` passed first."""
