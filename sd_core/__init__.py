@@ -21,6 +21,7 @@ from ._instance import Instance, Registration
 from ._registrar import BaseRegistrar
 from ._subscription import Subscription
 from ._watch import Watch, WatchContext, WatchInstancer
+from .hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
@@ -54,4 +55,5 @@ __all__ = [
     "WatchContext",
     "WatchInstancer",
     "__version__",
+    "hookimpl",
 ]

@@ -47,9 +47,12 @@ class Option:
 class Backend(Protocol):
     """A discovery backend, registered by a plugin through ``register_backends``.
 
-    ``options`` are the keyword options both factories accept; ``address`` (``host:port``
-    from a URL) is always accepted. A backend that cannot discover or cannot register says
-    so with ``supports_discovery`` / ``supports_registration``.
+    ``options`` declares every keyword option the two factories accept. The plugin manager
+    validates and converts what the user gave (keywords, URL query, environment) and calls
+    the factory with every declared option, defaults filled in. A URL's ``host:port`` is the
+    value of the option named ``address``, which a backend that talks to a server declares.
+    A backend that cannot discover or cannot register says so with ``supports_discovery``
+    / ``supports_registration``.
     """
 
     name: str
