@@ -2,6 +2,7 @@
 
 from ._backend import Backend, Option
 from ._backoff import Backoff
+from ._balance import Balancer, ConsistentHash, LeastPending, Random, RoundRobin, Weighted
 from ._broadcast import BaseInstancer, Subscriber
 from ._cache import EndpointCache
 from ._contracts import Closer, Factory, Instancer, Registrar
@@ -19,6 +20,7 @@ from ._event import Event
 from ._fixed import FixedInstancer
 from ._instance import Instance, Registration
 from ._registrar import BaseRegistrar
+from ._retry import aretry, retry
 from ._subscription import Subscription
 from ._watch import Watch, WatchContext, WatchInstancer
 from .hookspecs import hookimpl
@@ -29,10 +31,12 @@ __all__ = [
     "Backend",
     "BackendUnavailableError",
     "Backoff",
+    "Balancer",
     "BaseInstancer",
     "BaseRegistrar",
     "Closer",
     "ConfigError",
+    "ConsistentHash",
     "EndpointCache",
     "Endpointer",
     "Event",
@@ -41,12 +45,15 @@ __all__ = [
     "FixedInstancer",
     "Instance",
     "Instancer",
+    "LeastPending",
     "NoEndpointsError",
     "Option",
+    "Random",
     "Registrar",
     "Registration",
     "RegistrationError",
     "RetryError",
+    "RoundRobin",
     "SDError",
     "Subscriber",
     "Subscription",
@@ -54,6 +61,9 @@ __all__ = [
     "Watch",
     "WatchContext",
     "WatchInstancer",
+    "Weighted",
     "__version__",
+    "aretry",
     "hookimpl",
+    "retry",
 ]

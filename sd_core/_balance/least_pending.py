@@ -1,0 +1,39 @@
+"""LeastPending: the power of two choices on the in-flight count."""
+
+from __future__ import annotations
+
+import random
+from typing import TypeVar
+
+from sd_core._cache import _Entry
+from sd_core._endpointer import Endpointer
+
+from .base import Balancer
+
+__all__ = ["LeastPending"]
+
+E = TypeVar("E")
+
+
+class LeastPending(Balancer[E]):
+    """Picks two endpoints at random and takes the one with fewer requests in flight.
+
+    In-flight requests are those inside a ``choose()`` block; ``endpoint()`` alone counts
+    nothing, so use ``choose()`` with this balancer.
+    """
+
+    def __init__(self, endpointer: Endpointer[E], seed: int | None = None) -> None:
+        super().__init__(endpointer)
+        self._random = random.Random(seed).random
+
+    def _pick(self, entries: tuple[_Entry[E], ...], key: object) -> _Entry[E]:
+        count = len(entries)
+        if count == 1:
+            return entries[0]
+        rand = self._random
+        first = int(rand() * count)
+        second = int(rand() * (count - 1))
+        if second >= first:
+            second += 1
+        a, b = entries[first], entries[second]
+        return b if b.pending < a.pending else a
