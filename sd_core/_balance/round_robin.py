@@ -29,9 +29,7 @@ class RoundRobin(Balancer[E]):
     def endpoint(self, key: object = None) -> E:
         """The next endpoint in turn, or :class:`NoEndpointsError` at once."""
         cache = self._cache
-        if cache._deadline is not None:
-            cache._expire_if_due()
         endpoints = cache._endpoints
-        if endpoints:
+        if endpoints and cache._deadline is None:
             return endpoints[next(self._counter) % len(endpoints)]
-        raise cache.no_endpoints()
+        return super().endpoint(key)

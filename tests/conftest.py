@@ -1,0 +1,26 @@
+"""Shared test set-up: every test must leave no sd_core thread behind."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+
+def _sd_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name.startswith("sd-") and t.is_alive()}
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left_behind() -> Iterator[None]:
+    """Fail a test that leaves a thread of sd_core (named ``sd-…``) running."""
+    before = _sd_threads()
+    yield
+    deadline = time.monotonic() + 5
+    left = _sd_threads() - before
+    while left and time.monotonic() < deadline:
+        next(iter(left)).join(0.05)
+        left = _sd_threads() - before
+    assert not left, f"threads left behind: {sorted(t.name for t in left)}"
