@@ -19,8 +19,10 @@ from ._errors import (
 from ._event import Event
 from ._fixed import FixedInstancer
 from ._instance import Instance, Registration
+from ._plugins import BackendInfo
 from ._registrar import BaseRegistrar
 from ._retry import aretry, retry
+from ._selection import backends, instancer, registrar
 from ._subscription import Subscription
 from ._watch import Watch, WatchContext, WatchInstancer
 from .hookspecs import hookimpl
@@ -29,6 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backend",
+    "BackendInfo",
     "BackendUnavailableError",
     "Backoff",
     "Balancer",
@@ -64,6 +67,9 @@ __all__ = [
     "Weighted",
     "__version__",
     "aretry",
+    "backends",
     "hookimpl",
+    "instancer",
+    "registrar",
     "retry",
 ]

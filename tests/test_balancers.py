@@ -75,8 +75,9 @@ async def test_achoose_waits_without_blocking_the_loop(kind: type[Balancer[Insta
     with Endpointer(instancer) as endpointer:
         balancer = kind(endpointer)
         loop = asyncio.get_running_loop()
-        loop.call_later(0.05, lambda: threading.Thread(target=instancer.set,
-                                                       args=(instances(2),)).start())
+        loop.call_later(
+            0.05, lambda: threading.Thread(target=instancer.set, args=(instances(2),)).start()
+        )
         ticks = 0
 
         async def ticker() -> None:
@@ -124,8 +125,12 @@ def test_least_pending_avoids_the_busy_endpoint() -> None:
 
 
 def test_weighted_follows_weights_smoothly() -> None:
-    weighted = [Instance("h", 1, id="a", weight=5), Instance("h", 2, id="b", weight=1),
-                Instance("h", 3, id="c", weight=1), Instance("h", 4, id="z", weight=0)]
+    weighted = [
+        Instance("h", 1, id="a", weight=5),
+        Instance("h", 2, id="b", weight=1),
+        Instance("h", 3, id="c", weight=1),
+        Instance("h", 4, id="z", weight=0),
+    ]
     with Endpointer(FixedInstancer(weighted)) as endpointer:
         balancer = Weighted(endpointer)
         picks = [balancer.endpoint().id for _ in range(70)]
@@ -139,7 +144,9 @@ def test_weighted_with_all_weights_zero_picks_evenly() -> None:
     zero = [Instance("h", i + 1, weight=0) for i in range(3)]
     with Endpointer(FixedInstancer(zero)) as endpointer:
         balancer = Weighted(endpointer)
-        assert Counter(balancer.endpoint().port for _ in range(30)) == Counter({1: 10, 2: 10, 3: 10})
+        assert Counter(balancer.endpoint().port for _ in range(30)) == Counter(
+            {1: 10, 2: 10, 3: 10}
+        )
 
 
 def test_consistent_hash_moves_only_the_keys_of_the_instance_that_left() -> None:

@@ -46,7 +46,7 @@ def test_eight_pickers_and_an_updater() -> None:
                     if rng.random() < 0.1:
                         time.sleep(0)
                 picks[balancer.__class__.__name__] += 1
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:
             errors.append(exc)
 
     def updater() -> None:
@@ -55,7 +55,7 @@ def test_eight_pickers_and_an_updater() -> None:
             while not stop.is_set():
                 instancer.set(rng.sample(pool, rng.randint(1, len(pool))))
                 time.sleep(0.001)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=picker, args=(n,)) for n in range(8)]

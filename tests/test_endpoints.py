@@ -190,9 +190,7 @@ def test_invalidate_on_error_closes_everything_after_the_deadline() -> None:
 def test_invalidate_on_error_recovery_in_time_keeps_endpoints() -> None:
     now = [0.0]
     tracker = Tracker()
-    cache: EndpointCache[Conn] = EndpointCache(
-        tracker, invalidate_on_error=1, clock=lambda: now[0]
-    )
+    cache: EndpointCache[Conn] = EndpointCache(tracker, invalidate_on_error=1, clock=lambda: now[0])
     cache.update(Event([inst(1)]))
     cache.update(Event(error=BackendUnavailableError("down")))
     now[0] = 0.5

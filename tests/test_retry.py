@@ -76,7 +76,7 @@ def test_retry_waits_for_an_endpoint_to_appear() -> None:
     from sd_core import Instance
 
     instancer = FixedInstancer([])
-    with Endpointer(instancer, lambda i: (lambda: i.port)) as endpointer:
+    with Endpointer(instancer, lambda i: lambda: i.port) as endpointer:
         call = retry(2, 5, RoundRobin(endpointer))
         timer = threading.Timer(0.05, instancer.set, args=([Instance("h", 42)],))
         timer.start()

@@ -43,7 +43,9 @@ def test_instance_is_immutable_value() -> None:
         ({"host": "h", "port": 1, "meta": {"a": 1}}, "meta"),
     ],
 )
-def test_instance_rejects_bad_values_naming_the_field(kwargs: dict[str, object], field: str) -> None:
+def test_instance_rejects_bad_values_naming_the_field(
+    kwargs: dict[str, object], field: str
+) -> None:
     with pytest.raises(ValueError, match=rf"Instance\.{field}"):
         Instance(**kwargs)  # type: ignore[arg-type]
 

@@ -1,0 +1,63 @@
+"""``sd register``: register an instance until interrupted, then deregister."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import click
+
+from sd_core._selection import registrar
+from sd_core._url import parse_backend
+
+from ._params import backend_options, parse_options, registration, registration_options
+from ._signals import Interrupted, stop_on_signals, wait_for_signal
+
+__all__ = ["register"]
+
+
+@click.command()
+@click.argument("backend", metavar="BACKEND_OR_URL")
+@registration_options
+@backend_options
+def register(
+    *,
+    backend: str,
+    service: str | None,
+    port: int,
+    host: str,
+    instance_id: str,
+    tags: Sequence[str],
+    meta: Sequence[str],
+    ttl: float,
+    weight: int,
+    zone: str,
+    options: tuple[str, ...],
+) -> None:
+    """Register an instance of a service until SIGINT or SIGTERM, then deregister."""
+    reg = registration(
+        backend,
+        service=service,
+        port=port,
+        host=host,
+        instance_id=instance_id,
+        tags=tags,
+        meta=meta,
+        ttl=ttl,
+        weight=weight,
+        zone=zone,
+    )
+    name = parse_backend(backend).backend
+    with stop_on_signals():
+        announcer = registrar(backend, reg, **parse_options(options))
+        try:
+            announcer.register()
+            click.echo(
+                f"registered {reg.service} {reg.address} (id {reg.id}) with {name}; "
+                "Ctrl-C to deregister"
+            )
+            wait_for_signal()
+        except Interrupted:
+            pass
+        finally:
+            announcer.close()
+    click.echo(f"deregistered {reg.service} {reg.address} (id {reg.id})")

@@ -1,0 +1,67 @@
+"""LocalBackend: the ``local`` backend as the plugin manager sees it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sd_core._backend import Option
+from sd_core._errors import ConfigError
+from sd_core._instance import Registration
+from sd_core._watch import WatchInstancer
+
+from ._instancer import local_instancer
+from ._registrar import LocalRegistrar
+from ._store import check_default_root, default_root
+
+__all__ = ["LocalBackend"]
+
+
+class LocalBackend:
+    """Instances as JSON files in a local directory: no server, processes on one host."""
+
+    name = "local"
+    description = "JSON files in a local directory; no server, one host"
+    options: Sequence[Option] = (
+        Option(
+            "path",
+            str,
+            default=None,
+            help="the directory (default: $XDG_RUNTIME_DIR/sd, else <tmp>/sd-<uid>)",
+            env="SD_LOCAL_PATH",
+        ),
+    )
+    supports_discovery = True
+    supports_registration = True
+
+    def instancer(self, service: str, **options: Any) -> WatchInstancer:
+        """Watch ``service`` in the directory (option ``path``)."""
+        if not isinstance(service, str) or not service.strip():
+            raise ConfigError(f"local: service must be a non-empty string, got {service!r}")
+        return local_instancer(self.root(**options), service)
+
+    def registrar(self, registration: Registration, **options: Any) -> LocalRegistrar:
+        """Announce ``registration`` in the directory (option ``path``)."""
+        return LocalRegistrar(registration, self.root(**options))
+
+    def root(self, **options: Any) -> Path:
+        """The directory the options name."""
+        unknown = sorted(set(options) - {"path"})
+        if unknown:
+            raise ConfigError(f"local: unknown option(s) {', '.join(unknown)}; accepted: path")
+        path = options.get("path")
+        if path is None or path == "":
+            root = default_root()
+            check_default_root(root)
+            return root
+        if not isinstance(path, str | os.PathLike):
+            raise ConfigError(f"local: option path must be a string, got {path!r}")
+        root = Path(path).expanduser().absolute()
+        if root.exists() and not root.is_dir():
+            raise ConfigError(f"local: option path {str(root)!r} is not a directory")
+        return root
+
+    def __repr__(self) -> str:
+        return "<LocalBackend>"

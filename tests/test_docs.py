@@ -1,0 +1,20 @@
+"""The documentation names every public name of sd_core (kept honest by this test)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import sd_core
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def test_every_public_name_is_documented() -> None:
+    text = "\n".join(p.read_text() for p in DOCS.rglob("*.md"))
+    missing = [
+        name
+        for name in sd_core.__all__
+        if name != "__version__" and not re.search(rf"`{re.escape(name)}[`(.]", text)
+    ]
+    assert missing == [], f"not documented under docs/: {missing}"
