@@ -38,7 +38,8 @@ def retry(
     callback: RetryCallback | None = None,
 ) -> Callable[..., Any]:
     """A callable that picks an endpoint with ``balancer.choose()`` and calls it with its
-    arguments, trying again on another pick until a call succeeds, ``max_attempts`` calls
+    arguments, trying again on another pick (avoiding the endpoints that already failed in this
+    call while others are available) until a call succeeds, ``max_attempts`` calls
     failed or ``timeout`` seconds passed; then it raises :class:`RetryError` holding every
     attempt's error. While no endpoint is available it waits for one within ``timeout``.
 
@@ -50,15 +51,19 @@ def retry(
     def call(*args: Any, **kwargs: Any) -> Any:
         deadline = time.monotonic() + timeout
         errors: list[Exception] = []
+        failed: list[Any] = []
         for attempt in range(1, max_attempts + 1):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            endpoint = None
             try:
-                with balancer.choose(timeout=remaining) as endpoint:
+                with balancer.choose(timeout=remaining, avoid=failed) as endpoint:
                     return endpoint(*args, **kwargs)
             except Exception as exc:
                 errors.append(exc)
+                if endpoint is not None:
+                    failed.append(endpoint)
                 if callback is not None and callback(attempt, exc) is False:
                     break
         raise _give_up(errors, max_attempts, timeout)
@@ -80,16 +85,22 @@ def aretry(
     async def call(*args: Any, **kwargs: Any) -> Any:
         deadline = time.monotonic() + timeout
         errors: list[Exception] = []
+        failed: list[Any] = []
         for attempt in range(1, max_attempts + 1):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            endpoint = None
             try:
-                async with asyncio.timeout(remaining):
-                    async with balancer.achoose(timeout=remaining) as endpoint:
-                        return await endpoint(*args, **kwargs)
+                async with (
+                    asyncio.timeout(remaining),
+                    balancer.achoose(timeout=remaining, avoid=failed) as endpoint,
+                ):
+                    return await endpoint(*args, **kwargs)
             except Exception as exc:
                 errors.append(exc)
+                if endpoint is not None:
+                    failed.append(endpoint)
                 if callback is not None and callback(attempt, exc) is False:
                     break
         raise _give_up(errors, max_attempts, timeout)

@@ -117,3 +117,19 @@ async def test_aretry_retries_and_cancels_a_hung_attempt() -> None:
         await aretry(3, 0.1, RoundRobin(FixedEndpointer([hung])))(1)
     assert time.monotonic() - started < 2
     assert isinstance(info.value.exceptions[0], TimeoutError)
+
+
+def test_retry_avoids_endpoints_that_already_failed_in_this_call() -> None:
+    from sd_core import Random
+
+    dead = failing("dead")
+    call = retry(2, 5, Random(FixedEndpointer([dead, dead, dead, ok]), seed=3))
+    assert [call(i) for i in range(200)] == [f"ok {i}" for i in range(200)]
+
+
+def test_choose_avoid_falls_back_when_every_endpoint_is_avoided() -> None:
+    balancer = RoundRobin(FixedEndpointer(["a", "b"]))
+    with balancer.choose(avoid=["a"]) as first, balancer.choose(avoid=["a"]) as second:
+        assert (first, second) == ("b", "b")
+    with balancer.choose(avoid=["a", "b"]) as only:
+        assert only in ("a", "b")
