@@ -62,8 +62,13 @@ def start_service(url: str, port: int, name: str, log: Path) -> subprocess.Popen
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
 
 
-def view(counts: Counter[str], names: dict[str, str], stopped: set[str], stats: dict[str, int],
-         elapsed: float) -> Table:
+def view(
+    counts: Counter[str],
+    names: dict[str, str],
+    stopped: set[str],
+    stats: dict[str, int],
+    elapsed: float,
+) -> Table:
     total = sum(counts.values()) or 1
     table = Table(title=f"requests per instance of '{SERVICE}' (LeastPending)  {elapsed:4.1f} s")
     table.add_column("instance")
@@ -75,8 +80,10 @@ def view(counts: Counter[str], names: dict[str, str], stopped: set[str], stats: 
         n = counts[address]
         state = "[red]stopped[/red]" if address in stopped else "[green]up[/green]"
         table.add_row(name, address, state, str(n), "█" * round(30 * n / total))
-    table.caption = (f"{stats['ok']} served, {stats['failed']} failed, "
-                     f"{stats['retried']} retried on another instance")
+    table.caption = (
+        f"{stats['ok']} served, {stats['failed']} failed, "
+        f"{stats['retried']} retried on another instance"
+    )
     return table
 
 
