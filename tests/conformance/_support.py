@@ -1,31 +1,22 @@
-"""What the conformance tests are given: a backend under test, and bounded waits."""
+"""What the conformance tests are given: a backend under test."""
 
 from __future__ import annotations
 
-import json
-import os
-import select
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 import sd_core
-from sd_core import Event, Instancer, Registrar, Registration, Subscription
+from sd_core import Event, Instance, Instancer, Registrar, Registration
+from sd_core.testing import RegisteringChild
 
 __all__ = [
     "ALL_CAPABILITIES",
     "BackendSpec",
     "BackendUnderTest",
-    "ids",
-    "wait_for",
-    "wait_for_async",
 ]
 
 ALL_CAPABILITIES = frozenset(
@@ -40,8 +31,6 @@ ALL_CAPABILITIES = frozenset(
     }
 )
 """Every capability a test may require with ``@pytest.mark.requires(...)``."""
-
-_CHILD = Path(__file__).with_name("_child.py")
 
 
 @dataclass(frozen=True)
@@ -62,6 +51,9 @@ class BackendSpec:
     death_margin: float = 3.0
     """How long past its TTL a killed process's registration may linger."""
     host: str = "127.0.0.1"
+    registered_id: Callable[[Instance], str] = lambda instance: instance.id
+    """Recovers the ``Registration.id`` from a discovered instance's id (a backend may
+    qualify ids, say by node, to keep them unique)."""
 
     def __post_init__(self) -> None:
         unknown = self.capabilities - ALL_CAPABILITIES
@@ -107,27 +99,17 @@ class BackendUnderTest:
         fields.setdefault("ttl", self.ttl)
         return Registration(self.service, self.spec.host, port, id=instance_id, **fields)
 
-    def spawn_registrar(self, registration: Registration, timeout: float = 30.0) -> Child:
+    def spawn_registrar(
+        self, registration: Registration, timeout: float = 30.0
+    ) -> RegisteringChild:
         """A child Python process that registers ``registration`` and then idles."""
-        spec = {
-            "backend": self.name,
-            "options": dict(self.options),
-            "registration": {
-                "service": registration.service,
-                "host": registration.host,
-                "port": registration.port,
-                "id": registration.id,
-                "tags": sorted(registration.tags),
-                "meta": dict(registration.meta),
-                "ttl": registration.ttl,
-                "weight": registration.weight,
-                "zone": registration.zone,
-            },
-        }
-        child = Child([sys.executable, str(_CHILD), json.dumps(spec)])
+        child = RegisteringChild(self.name, registration, self.options, timeout=timeout)
         self._cleanup.append(child.kill)
-        child.wait_ready(timeout)
         return child
+
+    def ids(self, event: Event) -> set[str]:
+        """The registration ids of an event's instances."""
+        return {self.spec.registered_id(instance) for instance in event.instances}
 
     def close(self) -> None:
         """Stop and close everything made through this object, newest first."""
@@ -139,77 +121,3 @@ class BackendUnderTest:
                 errors.append(exc)
         if errors:
             raise ExceptionGroup("cleaning up the backend under test failed", errors)
-
-
-class Child:
-    """A registering child process; its output is kept for failure messages."""
-
-    def __init__(self, argv: list[str]) -> None:
-        self.proc = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        self.output: list[str] = []
-
-    def wait_ready(self, timeout: float) -> None:
-        """Wait until the child printed READY; fail the test after ``timeout`` seconds."""
-        stdout = self.proc.stdout
-        assert stdout is not None
-        deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            readable, _, _ = select.select([stdout], [], [], remaining)
-            if not readable:
-                break
-            line = stdout.readline().decode(errors="replace")
-            if not line:
-                break  # it exited
-            self.output.append(line)
-            if line.strip() == "READY":
-                return
-        self.kill()
-        pytest.fail(f"the registering child did not get ready:\n{''.join(self.output)}")
-
-    def kill(self) -> None:
-        """SIGKILL the child (no clean-up runs in it) and reap it."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(10)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
-def ids(event: Event) -> set[str]:
-    """The instance ids of an event."""
-    return {instance.id for instance in event.instances}
-
-
-def wait_for(sub: Subscription, check: Callable[[Event], bool], timeout: float, what: str) -> Event:
-    """Take events until one passes ``check``; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Event | None = None
-    while (remaining := deadline - time.monotonic()) > 0:
-        try:
-            last = sub.get(remaining)
-        except TimeoutError:
-            break
-        if check(last):
-            return last
-    pytest.fail(f"no event with {what} within {timeout} s; last event: {last!r}")
-
-
-async def wait_for_async(
-    sub: Subscription, check: Callable[[Event], bool], timeout: float, what: str
-) -> Event:
-    """Async twin of :func:`wait_for`."""
-    deadline = time.monotonic() + timeout
-    last: Event | None = None
-    while (remaining := deadline - time.monotonic()) > 0:
-        try:
-            last = await sub.get_async(remaining)
-        except TimeoutError:
-            break
-        if check(last):
-            return last
-    pytest.fail(f"no event with {what} within {timeout} s; last event: {last!r}")

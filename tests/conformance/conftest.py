@@ -29,6 +29,19 @@ BACKENDS: dict[str, BackendSpec] = {
         propagation=2.0,
         death_margin=2.0,
     ),
+    "consul": BackendSpec(
+        options=lambda request: {
+            "address": request.getfixturevalue("consul_server").address,
+            "wait": 2.0,
+            "timeout": 2.0,
+            "retry_max": 1.0,
+        },
+        capabilities=ALL_CAPABILITIES - {"zone"},  # Consul 1.8 has nowhere to keep a zone
+        ttl=2.0,
+        propagation=3.0,
+        death_margin=3.0,
+        registered_id=lambda instance: instance.id.split("/", 1)[1],  # ids are node/ID
+    ),
 }
 
 

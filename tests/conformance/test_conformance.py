@@ -7,8 +7,10 @@ import signal
 import pytest
 
 from sd_core import Event, Registration
+from sd_core.testing import wait_for_event as wait_for
+from sd_core.testing import wait_for_event_async as wait_for_async
 
-from ._support import BackendUnderTest, ids, wait_for, wait_for_async
+from ._support import BackendUnderTest
 
 pytestmark = pytest.mark.requires("discovery", "registration")
 
@@ -17,7 +19,7 @@ def test_registered_instance_appears(backend: BackendUnderTest) -> None:
     reg = backend.registration("a", 20001)
     with backend.instancer() as instancer, instancer.subscribe() as sub:
         backend.registrar(reg).register()
-        event = wait_for(sub, lambda e: ids(e) == {"a"}, backend.propagation, "instance a")
+        event = wait_for(sub, lambda e: backend.ids(e) == {"a"}, backend.propagation, "instance a")
     (instance,) = event.instances
     assert (instance.host, instance.port, instance.service) == (reg.host, 20001, backend.service)
     assert instance.address == reg.address
@@ -26,9 +28,11 @@ def test_registered_instance_appears(backend: BackendUnderTest) -> None:
 def test_second_instance_appears_beside_the_first(backend: BackendUnderTest) -> None:
     with backend.instancer() as instancer, instancer.subscribe() as sub:
         backend.registrar(backend.registration("a", 20001)).register()
-        wait_for(sub, lambda e: ids(e) == {"a"}, backend.propagation, "instance a")
+        wait_for(sub, lambda e: backend.ids(e) == {"a"}, backend.propagation, "instance a")
         backend.registrar(backend.registration("b", 20002)).register()
-        event = wait_for(sub, lambda e: ids(e) == {"a", "b"}, backend.propagation, "a and b")
+        event = wait_for(
+            sub, lambda e: backend.ids(e) == {"a", "b"}, backend.propagation, "a and b"
+        )
     assert sorted(i.port for i in event.instances) == [20001, 20002]
 
 
@@ -37,10 +41,10 @@ def test_deregister_removes_the_instance(backend: BackendUnderTest) -> None:
         first = backend.registrar(backend.registration("a", 20001))
         first.register()
         backend.registrar(backend.registration("b", 20002)).register()
-        wait_for(sub, lambda e: ids(e) == {"a", "b"}, backend.propagation, "a and b")
+        wait_for(sub, lambda e: backend.ids(e) == {"a", "b"}, backend.propagation, "a and b")
         first.deregister()
         first.deregister()  # idempotent
-        wait_for(sub, lambda e: ids(e) == {"b"}, backend.propagation, "only b")
+        wait_for(sub, lambda e: backend.ids(e) == {"b"}, backend.propagation, "only b")
 
 
 def test_registration_is_idempotent(backend: BackendUnderTest) -> None:
@@ -48,21 +52,21 @@ def test_registration_is_idempotent(backend: BackendUnderTest) -> None:
     with backend.instancer() as instancer, instancer.subscribe() as sub:
         registrar.register()
         registrar.register()
-        wait_for(sub, lambda e: ids(e) == {"a"}, backend.propagation, "instance a")
+        wait_for(sub, lambda e: backend.ids(e) == {"a"}, backend.propagation, "instance a")
         registrar.deregister()
         wait_for(sub, lambda e: not e.instances, backend.propagation, "no instance")
         registrar.register()  # a deregistered registrar may register again
-        wait_for(sub, lambda e: ids(e) == {"a"}, backend.propagation, "instance a again")
+        wait_for(sub, lambda e: backend.ids(e) == {"a"}, backend.propagation, "instance a again")
 
 
 def test_subscriber_gets_the_current_state_at_once(backend: BackendUnderTest) -> None:
     backend.registrar(backend.registration("a", 20001)).register()
     with backend.instancer() as instancer, instancer.subscribe() as sub:
-        wait_for(sub, lambda e: ids(e) == {"a"}, backend.propagation, "instance a")
+        wait_for(sub, lambda e: backend.ids(e) == {"a"}, backend.propagation, "instance a")
         received: list[Event] = []
         instancer.register(received.append)
         # Delivered inside register(): no waiting.
-        assert [ids(e) for e in received] == [{"a"}]
+        assert [backend.ids(e) for e in received] == [{"a"}]
         instancer.deregister(received.append)
 
 
@@ -77,7 +81,7 @@ def test_identical_states_are_not_sent_again(backend: BackendUnderTest) -> None:
     registrar = backend.registrar(backend.registration("a", 20001))
     with backend.instancer() as instancer, instancer.subscribe() as sub:
         registrar.register()
-        wait_for(sub, lambda e: ids(e) == {"a"}, backend.propagation, "instance a")
+        wait_for(sub, lambda e: backend.ids(e) == {"a"}, backend.propagation, "instance a")
         registrar.register()
         # Over a whole TTL the registration is renewed several times; nothing changes.
         with pytest.raises(TimeoutError):
@@ -90,7 +94,7 @@ def test_a_killed_process_disappears_within_its_ttl(backend: BackendUnderTest) -
     reg = backend.registration("doomed", 20001)
     with backend.instancer() as instancer, instancer.subscribe() as sub:
         child = backend.spawn_registrar(reg)
-        wait_for(sub, lambda e: ids(e) == {"doomed"}, backend.propagation, "the child")
+        wait_for(sub, lambda e: backend.ids(e) == {"doomed"}, backend.propagation, "the child")
         child.kill()
         limit = reg.ttl + backend.spec.death_margin
         wait_for(sub, lambda e: not e.instances, limit, "the killed child gone")
@@ -99,7 +103,7 @@ def test_a_killed_process_disappears_within_its_ttl(backend: BackendUnderTest) -
 def test_a_registrar_context_manager_deregisters_on_exit(backend: BackendUnderTest) -> None:
     with backend.instancer() as instancer, instancer.subscribe() as sub:
         with backend.registrar(backend.registration("a", 20001)) as registrar:
-            wait_for(sub, lambda e: ids(e) == {"a"}, backend.propagation, "instance a")
+            wait_for(sub, lambda e: backend.ids(e) == {"a"}, backend.propagation, "instance a")
             assert registrar.registration.id == "a"
         wait_for(sub, lambda e: not e.instances, backend.propagation, "no instance")
 
@@ -109,7 +113,7 @@ async def test_a_registrar_async_context_manager_deregisters_on_exit(
 ) -> None:
     with backend.instancer() as instancer, instancer.subscribe() as sub:
         async with backend.registrar(backend.registration("a", 20001)):
-            await wait_for_async(sub, lambda e: ids(e) == {"a"}, backend.propagation, "a")
+            await wait_for_async(sub, lambda e: backend.ids(e) == {"a"}, backend.propagation, "a")
         await wait_for_async(sub, lambda e: not e.instances, backend.propagation, "none")
 
 
@@ -120,7 +124,7 @@ def test_tags_and_metadata_survive_the_round_trip(backend: BackendUnderTest) -> 
     reg = backend.registration("a", 20001, tags=tags, meta=meta)
     with backend.instancer() as instancer, instancer.subscribe() as sub:
         backend.registrar(reg).register()
-        event = wait_for(sub, lambda e: ids(e) == {"a"}, backend.propagation, "instance a")
+        event = wait_for(sub, lambda e: backend.ids(e) == {"a"}, backend.propagation, "instance a")
     (instance,) = event.instances
     assert instance.tags == tags
     assert dict(instance.meta) == meta
@@ -131,7 +135,7 @@ def test_weight_and_zone_survive_the_round_trip(backend: BackendUnderTest) -> No
     reg = backend.registration("a", 20001, weight=7, zone="zone-b")
     with backend.instancer() as instancer, instancer.subscribe() as sub:
         backend.registrar(reg).register()
-        event = wait_for(sub, lambda e: ids(e) == {"a"}, backend.propagation, "instance a")
+        event = wait_for(sub, lambda e: backend.ids(e) == {"a"}, backend.propagation, "instance a")
     (instance,) = event.instances
     assert (instance.weight, instance.zone) == (7, "zone-b")
 
@@ -146,11 +150,11 @@ def test_services_are_kept_apart(backend: BackendUnderTest) -> None:
     ):
         backend.registrar(backend.registration("a", 20001)).register()
         backend.registrar(other).register()
-        wait_for(my_sub, lambda e: ids(e) == {"a"}, backend.propagation, "only a")
-        wait_for(their_sub, lambda e: ids(e) == {"b"}, backend.propagation, "only b")
+        wait_for(my_sub, lambda e: backend.ids(e) == {"a"}, backend.propagation, "only a")
+        wait_for(their_sub, lambda e: backend.ids(e) == {"b"}, backend.propagation, "only b")
         current: list[Event] = []
         mine.register(current.append)
-        assert [ids(e) for e in current] == [{"a"}]
+        assert [backend.ids(e) for e in current] == [{"a"}]
 
 
 def test_stop_ends_the_subscription(backend: BackendUnderTest) -> None:

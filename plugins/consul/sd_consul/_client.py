@@ -1,0 +1,320 @@
+"""A narrow wrapper over py-consul: the calls the plugin makes, with errors mapped onto sd_core's.
+
+This is the only module that imports py-consul (import name ``consul``) and requests; the
+backend imports it when it first makes a client, so importing :mod:`sd_consul` stays cheap.
+Every call sends the ACL token; the token is never put
+in a message, a log line or a repr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import consul  # type: ignore[import-untyped]
+import requests
+import requests.adapters
+from consul.callback import CB  # type: ignore[import-untyped]
+from consul.exceptions import (  # type: ignore[import-untyped]
+    ACLDisabled,
+    ACLPermissionDenied,
+    BadRequest,
+    ClientError,
+    ConsulException,
+    NotFound,
+)
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from sd_core import BackendUnavailableError, ConfigError, RegistrationError, SDError
+
+if TYPE_CHECKING:
+    from ._backend import Connection
+
+__all__ = ["ConsulClient", "HealthEntries"]
+
+HealthEntries = list[dict[str, Any]]
+
+_LOST_CHECK_MARKERS = ("does not have associated TTL", "Unknown check", "Unknown service")
+"""What the agent answers about a check it does not know (its state was wiped)."""
+
+
+class _Sockets:
+    """The connections a client opened, so that another thread can end a blocking read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connections: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
+        self.closed = False
+
+    def add(self, connection: HTTPConnection) -> None:
+        with self._lock:
+            self._connections.add(connection)
+            closed = self.closed
+        if closed:  # opened while closing: do not let it block
+            _shutdown(connection)
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            connections = list(self._connections)
+        for connection in connections:
+            _shutdown(connection)
+
+
+def _shutdown(connection: HTTPConnection) -> None:
+    sock = connection.sock
+    if sock is not None:
+        # socket.socket.shutdown, not SSLSocket's: a plain shutdown of the descriptor wakes the
+        # reading thread without touching the TLS state it is using.
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _interruptible_session_adapter(sockets: _Sockets) -> Any:
+    """A requests adapter whose pools record each connection they open in ``sockets``."""
+
+    class Plain(HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            sockets.add(self)
+
+    class Secure(HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            sockets.add(self)
+
+    class PlainPool(HTTPConnectionPool):
+        ConnectionCls = Plain
+
+    class SecurePool(HTTPSConnectionPool):
+        ConnectionCls = Secure
+
+    adapter = requests.adapters.HTTPAdapter()
+    adapter.poolmanager.pool_classes_by_scheme = {"http": PlainPool, "https": SecurePool}
+    return adapter
+
+
+class ConsulClient:
+    """The agent's HTTP API as the plugin uses it.
+
+    Registration calls raise :class:`RegistrationError`; discovery calls raise
+    :class:`BackendUnavailableError` when the agent cannot be reached, does not answer in
+    time or fails (5xx), and :class:`ConfigError` when it refuses (ACL, bad request).
+    :meth:`close` ends any call in progress at once.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self._sockets = _Sockets()
+        with self._mapped("connect"):
+            # host, port, scheme and verify are all given, so py-consul reads no environment
+            # variable for them; its token defaults to CONSUL_HTTP_TOKEN even when one is
+            # given, hence the assignment after.
+            self._consul: Any = consul.Consul(
+                host=connection.host,
+                port=connection.port,
+                scheme=connection.scheme,
+                verify=connection.verify,
+                cert=connection.cert,
+                connections_timeout=connection.timeout,
+            )
+        self._consul.token = connection.token
+        adapter = _interruptible_session_adapter(self._sockets)
+        session = self._consul.http.session
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+
+    # -- discovery -------------------------------------------------------------------------
+    def health_service(
+        self,
+        service: str,
+        *,
+        index: int = 0,
+        wait: float = 30.0,
+        passing: bool = True,
+        tag: str | None = None,
+        dc: str | None = None,
+        node_meta: Mapping[str, str] | None = None,
+        consistency: str = "default",
+    ) -> tuple[int, HealthEntries]:
+        """``GET /v1/health/service/<service>``; blocking when ``index`` > 0. Returns the new
+        index and the entries (each with ``Node``, ``Service`` and ``Checks``)."""
+        params: list[tuple[str, str]] = []
+        if index > 0:
+            params += [("index", str(index)), ("wait", _duration(wait))]
+        if passing:
+            params.append(("passing", "1"))
+        if tag:
+            params.append(("tag", tag))
+        if dc:
+            params.append(("dc", dc))
+        for key, value in (node_meta or {}).items():
+            params.append(("node-meta", f"{key}:{value}"))
+        if consistency in ("stale", "consistent"):
+            params.append((consistency, ""))
+        with self._mapped(f"query service {service!r}"):
+            new_index, entries = self._consul.http.get(
+                CB.json(index=True),
+                f"/v1/health/service/{service}",
+                params=params,
+                headers=self._consul.prepare_headers(),
+            )
+        if not isinstance(entries, list):
+            raise BackendUnavailableError(
+                f"consul at {self.connection.url}: unexpected answer for service {service!r}"
+            )
+        try:
+            parsed_index = int(new_index)
+        except (TypeError, ValueError):
+            parsed_index = 0
+        return parsed_index, entries
+
+    def acl_blocks_anonymous(self) -> bool:
+        """True when ACLs deny by default and no token was given (Consul then hides what it
+        may not read instead of refusing). False when a token was given, ACLs are off, or
+        they allow by default (an empty answer is then the truth)."""
+        if self.connection.token:
+            return False
+        try:
+            with self._mapped("read the ACL token", passthrough=(ACLDisabled,)):
+                self._consul.acl.token.read_self()
+        except ACLDisabled:
+            return False
+        except ConfigError as exc:
+            if not isinstance(exc.__cause__, ACLPermissionDenied):
+                return False
+        else:
+            return False
+        # ACLs are on. Reading the agent needs agent:read, which the anonymous token has under
+        # default-allow and lacks under default-deny.
+        try:
+            with self._mapped("read the agent"):
+                self._consul.agent.self()
+        except ConfigError as exc:
+            return isinstance(exc.__cause__, ACLPermissionDenied)
+        return False
+
+    # -- registration ----------------------------------------------------------------------
+    def register_service(self, definition: Mapping[str, Any]) -> None:
+        """``PUT /v1/agent/service/register`` with ``definition`` (Consul's JSON field names)."""
+        name = definition.get("Name")
+        with self._mapped(f"register service {name!r}", registering=True):
+            self._consul.http.put(
+                CB.boolean(),
+                "/v1/agent/service/register",
+                params=[("replace-existing-checks", "true")],
+                headers=self._consul.prepare_headers(),
+                data=json.dumps(definition),
+            )
+
+    def deregister_service(self, service_id: str) -> None:
+        """``PUT /v1/agent/service/deregister/<id>``; a service the agent does not know is
+        already gone."""
+        try:
+            with self._mapped(
+                f"deregister {service_id!r}", registering=True, passthrough=(ConsulException,)
+            ):
+                self._consul.agent.service.deregister(service_id)
+        except ConsulException as exc:
+            if _is_lost(exc):
+                return
+            raise self._refused(f"deregister {service_id!r}", exc, registering=True) from exc
+
+    def update_ttl(self, check_id: str, status: str, note: str = "") -> bool:
+        """Set a TTL check to ``status`` (passing/warning/critical), resetting its clock.
+
+        False when the agent does not know the check (it forgot the service)."""
+        check = self._consul.agent.check
+        call = {"passing": check.ttl_pass, "warning": check.ttl_warn, "critical": check.ttl_fail}
+        try:
+            with self._mapped(
+                f"update check {check_id!r}", registering=True, passthrough=(ConsulException,)
+            ):
+                call[status](check_id, notes=note or None)
+        except ConsulException as exc:
+            if _is_lost(exc):
+                return False
+            raise self._refused(f"update check {check_id!r}", exc, registering=True) from exc
+        return True
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        """End any call in progress and release the connections (idempotent)."""
+        self._sockets.close()
+        self._consul.http.session.close()
+
+    def __repr__(self) -> str:
+        token = " token=<secret>" if self.connection.token else ""
+        return f"<ConsulClient {self.connection.url}{token}>"
+
+    # -- error mapping ---------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _mapped(
+        self,
+        what: str,
+        *,
+        registering: bool = False,
+        passthrough: Sequence[type[BaseException]] = (),
+    ) -> Iterator[None]:
+        """Map requests' and py-consul's errors onto sd_core's, like httpx's
+        ``map_httpcore_exceptions``; ``passthrough`` errors are left to the caller.
+
+        Registration calls raise :class:`RegistrationError` whatever the cause; otherwise an
+        agent out of reach is :class:`BackendUnavailableError` and a refusal
+        :class:`ConfigError`.
+        """
+        unavailable = RegistrationError if registering else BackendUnavailableError
+        where = f"consul at {self.connection.url}"
+        try:
+            yield
+        except tuple(passthrough):
+            raise
+        except requests.Timeout as exc:
+            raise unavailable(
+                f"{where}: {what}: no answer within the timeout "
+                f"({self.connection.timeout:g} s, plus the wait of a blocking query)"
+            ) from exc
+        except requests.exceptions.SSLError as exc:
+            raise unavailable(
+                f"{where}: {what}: TLS failed: {self.connection.scrub(str(exc))}"
+            ) from exc
+        except requests.ConnectionError as exc:
+            raise unavailable(
+                f"{where}: {what}: cannot reach the agent: {type(exc).__name__}"
+            ) from exc
+        except requests.RequestException as exc:
+            raise unavailable(
+                f"{where}: {what}: {type(exc).__name__}: {self.connection.scrub(str(exc))}"
+            ) from exc
+        except ConsulException as exc:
+            raise self._refused(what, exc, registering=registering) from exc
+
+    def _refused(self, what: str, exc: Exception, *, registering: bool) -> SDError:
+        refused = RegistrationError if registering else ConfigError
+        detail = self.connection.scrub(str(exc).strip()) or type(exc).__name__
+        where = f"consul at {self.connection.url}"
+        if isinstance(exc, ACLPermissionDenied):
+            if "ACL not found" in detail:
+                return refused(f"{where}: {what}: Consul does not know the ACL token given")
+            hint = "" if self.connection.token else " (no ACL token was given)"
+            return refused(f"{where}: {what}: permission denied by ACL{hint}: {detail}")
+        if isinstance(exc, ACLDisabled | BadRequest | ClientError | NotFound):
+            return refused(f"{where}: {what}: {detail}")
+        # 5xx: the agent or its servers are in trouble (no leader, no path to the datacenter).
+        unavailable = RegistrationError if registering else BackendUnavailableError
+        return unavailable(f"{where}: {what}: {detail}")
+
+
+def _is_lost(exc: Exception) -> bool:
+    return isinstance(exc, NotFound) or any(marker in str(exc) for marker in _LOST_CHECK_MARKERS)
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as a Go duration in milliseconds (``"1500ms"``)."""
+    return f"{max(1, round(seconds * 1000))}ms"
