@@ -190,3 +190,15 @@ def test_a_removed_endpoint_is_never_handed_out_after_close() -> None:
             with balancer.choose() as conn:
                 assert not conn.closed
     assert closed.count("i1") == 1
+
+
+def test_round_robin_turn_stays_even_across_set_changes() -> None:
+    instancer = FixedInstancer(instances(3))
+    with Endpointer(instancer) as endpointer:
+        balancer = RoundRobin(endpointer)
+        assert {balancer.endpoint().id for _ in range(3)} == {"i0", "i1", "i2"}
+        instancer.set(instances(5))
+        picks = Counter(balancer.endpoint().id for _ in range(50))
+        assert picks == Counter({f"i{n}": 10 for n in range(5)})
+        with balancer.choose() as chosen:
+            assert chosen in instances(5)
