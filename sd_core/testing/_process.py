@@ -77,6 +77,8 @@ class ManagedProcess:
 
     start_timeout: ClassVar[float] = 30.0
     stop_timeout: ClassVar[float] = 10.0
+    address: str
+    """``host:port`` clients connect to; each server sets it."""
 
     def __init__(self, name: str, data_dir: Path) -> None:
         self.name = name

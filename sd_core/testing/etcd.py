@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from . import _binaries
+from ._cluster import Cluster
 from ._http import HttpResponse, request
 from ._ports import HOST, free_ports
 from ._process import ManagedProcess, ServerError, wait_until
@@ -169,7 +170,7 @@ class EtcdServer(EtcdMember):
         self.auth_user, self.auth_password = self.root_user, self.root_password
 
 
-class EtcdCluster:
+class EtcdCluster(Cluster[EtcdMember]):
     """A cluster of etcd members on 127.0.0.1.
 
     Attributes: ``members`` (:class:`EtcdMember`, each with the fault handles), ``endpoints``
@@ -194,31 +195,6 @@ class EtcdCluster:
         """The members' client URLs."""
         return [m.url for m in self.members]
 
-    @property
-    def addresses(self) -> list[str]:
-        """The members' ``host:port``."""
-        return [m.address for m in self.members]
-
-    def start(self) -> None:
-        """Start every member, then wait until each is healthy."""
-        for member in self.members:
-            if not member.running:
-                member.start(wait=False)
-        for member in self.members:
-            member.wait_ready(self.start_timeout)
-
-    def stop(self) -> None:
-        """Stop every member."""
-        for member in self.members:
-            member.stop()
-
-    def ensure_running(self) -> None:
-        """Bring every member back to a running, healthy state."""
-        for member in self.members:
-            if member.paused:
-                member.resume()
-        self.start()
-
     def leader(self) -> EtcdMember:
         """The member that is currently the leader."""
         found: list[EtcdMember] = []
@@ -235,7 +211,3 @@ class EtcdCluster:
 
         wait_until(check, timeout=15.0, what="an etcd leader")
         return found[0]
-
-    def running_members(self) -> Sequence[EtcdMember]:
-        """Members that are running and not paused."""
-        return [m for m in self.members if m.running and not m.paused]

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from . import _binaries
+from ._cluster import Cluster
 from ._ports import HOST, free_ports
 from ._process import ManagedProcess
 
@@ -106,7 +107,7 @@ class ZooKeeperServer(ManagedProcess):
         return self.mode() is not None
 
 
-class ZooKeeperEnsemble:
+class ZooKeeperEnsemble(Cluster[ZooKeeperServer]):
     """A quorum of ZooKeeper servers on 127.0.0.1.
 
     Attributes: ``members`` (:class:`ZooKeeperServer`, each with the fault handles),
@@ -125,34 +126,9 @@ class ZooKeeperEnsemble:
             member.peers = self.members
 
     @property
-    def addresses(self) -> list[str]:
-        """The members' client ``host:port``."""
-        return [m.address for m in self.members]
-
-    @property
     def connect_string(self) -> str:
         """A ZooKeeper connect string naming every member."""
         return ",".join(self.addresses)
-
-    def start(self) -> None:
-        """Start every member, then wait until each serves (a quorum formed)."""
-        for member in self.members:
-            if not member.running:
-                member.start(wait=False)
-        for member in self.members:
-            member.wait_ready(self.start_timeout)
-
-    def stop(self) -> None:
-        """Stop every member."""
-        for member in self.members:
-            member.stop()
-
-    def ensure_running(self) -> None:
-        """Bring every member back to a running, serving state."""
-        for member in self.members:
-            if member.paused:
-                member.resume()
-        self.start()
 
     def leader(self) -> ZooKeeperServer:
         """The member that is currently the leader."""
