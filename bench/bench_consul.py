@@ -32,7 +32,9 @@ def wait(sub: sd_core.Subscription, present: bool, instance_id: str) -> None:
     deadline = time.monotonic() + TIMEOUT
     while (remaining := deadline - time.monotonic()) > 0:
         event: Event = sub.get(remaining)
-        if event.ok and any(i.id == instance_id for i in event.instances) is present:
+        # Consul instance ids are node/ID.
+        seen = any(i.id.endswith(f"/{instance_id}") for i in event.instances)
+        if event.ok and seen is present:
             return
     raise TimeoutError(f"instance {instance_id} {'not seen' if present else 'not gone'}")
 

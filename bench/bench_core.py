@@ -7,6 +7,7 @@ instances in which one changed <= 10 ms.
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import statistics
 import timeit
@@ -29,9 +30,12 @@ SIZES = (3, 100, 10_000)
 BALANCERS = (RoundRobin, Random, LeastPending, Weighted, ConsistentHash)
 
 
-def per_call_ns(stmt: Callable[[], object], number: int = 200_000, repeat: int = 5) -> float:
-    """Best-of-``repeat`` nanoseconds per call (the minimum is the least disturbed run)."""
-    return min(timeit.repeat(stmt, number=number, repeat=repeat)) / number * 1e9
+NUMBER, REPEAT, ROUNDS = 200_000, 5, 30
+
+
+def per_call_ns(stmt: Callable[[], object]) -> float:
+    """Best-of-``REPEAT`` nanoseconds per call (the minimum is the least disturbed run)."""
+    return min(timeit.repeat(stmt, number=NUMBER, repeat=REPEAT)) / NUMBER * 1e9
 
 
 def instances(n: int, port_base: int = 1000) -> list[Instance]:
@@ -76,7 +80,7 @@ def bench_picks() -> tuple[dict[int, float], list[tuple[str, int, float, float]]
     return bare, rows
 
 
-def bench_update(size: int = 10_000, rounds: int = 30) -> tuple[float, float, float]:
+def bench_update(size: int = 10_000) -> tuple[float, float, float]:
     """Milliseconds for an update of ``size`` instances in which one changed: the cache alone,
     the Event built from fresh Instance objects, and the whole instancer -> endpointer path."""
     base = instances(size)
@@ -86,7 +90,7 @@ def bench_update(size: int = 10_000, rounds: int = 30) -> tuple[float, float, fl
     instancer = FixedInstancer(base)
     endpointer = Endpointer(instancer)
     timer = timeit.default_timer
-    for r in range(rounds):
+    for r in range(ROUNDS):
         changed = list(base)
         changed[r] = Instance("192.0.2.1", 9000 + r, id=f"svc-{r}")
         fresh = [Instance(i.host, i.port, id=i.id, weight=i.weight) for i in changed]
@@ -111,6 +115,11 @@ def bench_update(size: int = 10_000, rounds: int = 30) -> tuple[float, float, fl
 
 
 def main() -> None:
+    global NUMBER, REPEAT, ROUNDS
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="a short run that checks it works")
+    if parser.parse_args().quick:
+        NUMBER, REPEAT, ROUNDS = 2_000, 1, 3
     bare, rows = bench_picks()
     print("bare step: next() on an itertools.cycle over the same endpoints, called the same way")
     print(
@@ -124,7 +133,7 @@ def main() -> None:
         )
     print()
     cache_ms, event_ms, path_ms = bench_update()
-    print("update of 10,000 instances, one changed (median of 30):")
+    print(f"update of 10,000 instances, one changed (median of {ROUNDS}):")
     print(f"  EndpointCache.update         {cache_ms:7.2f} ms")
     print(f"  Event(10,000 instances)      {event_ms:7.2f} ms")
     print(f"  instancer -> endpointer      {path_ms:7.2f} ms  (Event + dedup + cache)")

@@ -1,0 +1,31 @@
+"""The benchmarks under bench/ still run (briefly; their figures are not asserted here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "expected"),
+    [
+        ("bench_core.py", ["--quick"], "update of 10,000 instances"),
+        ("bench_local_propagation.py", ["--trials", "5"], "register   -> seen"),
+        ("bench_consul.py", ["--trials", "5", "--idle", "1"], "idle instancer CPU"),
+    ],
+)
+def test_benchmark_runs(script: str, args: list[str], expected: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / script), *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert expected in result.stdout
