@@ -77,7 +77,10 @@ class EndpointCache(Generic[E]):
         self._drain_timeout = drain_timeout
         self._invalidate_after = invalidate_on_error
         self._clock = clock
+        # _lock guards in-flight counts and closing (taken on every pick); _state_lock orders
+        # the changes of the set (update, expiry, close) and is never taken while holding _lock.
         self._lock = threading.Lock()
+        self._state_lock = threading.RLock()
         self._by_id: dict[str, _Entry[E]] = {}
         # Readers (the balancers) take these without a lock; update() replaces them whole.
         self._entries: tuple[_Entry[E], ...] = ()
@@ -140,12 +143,16 @@ class EndpointCache(Generic[E]):
 
     # -- updating ------------------------------------------------------------------------
     def update(self, event: Event) -> None:
-        """Apply an event from the instancer. Not to be called from two threads at once."""
-        if self._closed:
-            return
-        if event.error is not None:
-            self._failed(event.error)
-            return
+        """Apply an event from the instancer."""
+        with self._state_lock:
+            if self._closed:
+                return
+            if event.error is not None:
+                self._failed(event.error)
+            else:
+                self._apply(event)
+
+    def _apply(self, event: Event) -> None:
         old = self._by_id
         by_id: dict[str, _Entry[E]] = {}
         for instance in event.instances:
@@ -177,17 +184,19 @@ class EndpointCache(Generic[E]):
         by_id: dict[str, _Entry[E]] = {}
         for index, endpoint in enumerate(endpoints):
             by_id[str(index)] = _Entry(None, endpoint, None)
-        self._publish(by_id)
+        with self._state_lock:
+            self._publish(by_id)
 
     def close(self, wait: bool = True) -> None:
         """Close every endpoint: at once when idle, else after its in-flight requests end
         (bounded by the drain timeout; with ``wait`` this call waits for that)."""
-        if self._closed:
-            return
-        self._closed = True
-        left = list(self._by_id.values())
-        self._publish({})
-        self._retire(left)
+        with self._state_lock:
+            if self._closed:
+                return
+            self._closed = True
+            left = list(self._by_id.values())
+            self._publish({})
+            self._retire(left)
         drainer = self._drainer
         if wait and drainer is not None and drainer is not threading.current_thread():
             drainer.join()
@@ -224,9 +233,10 @@ class EndpointCache(Generic[E]):
         deadline = self._deadline
         if deadline is None or self._clock() < deadline:
             return
-        with self._lock:
-            if self._deadline is None:
-                return
+        with self._state_lock:
+            deadline = self._deadline
+            if deadline is None or self._clock() < deadline:
+                return  # recovered, or expired by another thread, meanwhile
             left = list(self._by_id.values())
             error = self._pending_error
             self._by_id = {}
@@ -234,13 +244,13 @@ class EndpointCache(Generic[E]):
             self._endpoints = ()
             self._error = error
             self._deadline = None
-        log.warning(
-            "discovery failed for %s s; closing %d endpoints: %s",
-            self._invalidate_after,
-            len(left),
-            error,
-        )
-        self._retire(left)
+            log.warning(
+                "discovery failed for %s s; closing %d endpoints: %s",
+                self._invalidate_after,
+                len(left),
+                error,
+            )
+            self._retire(left)
         self.notifier.notify()
 
     def _retire(self, entries: list[_Entry[E]]) -> None:
