@@ -1,4 +1,4 @@
-"""Shared test set-up: every test must leave no sd_core thread behind."""
+"""Shared by every test of the repository (core and plugins): no sd_core thread left behind."""
 
 from __future__ import annotations
 
