@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import os
 from collections.abc import Mapping
@@ -24,6 +25,15 @@ def backends() -> Mapping[str, BackendInfo]:
     return plugin_manager().backends()
 
 
+def _backend_extras() -> list[str]:
+    """The extras of the sd-core distribution that install a backend (not ``all``)."""
+    try:
+        extras = importlib.metadata.metadata("sd-core").get_all("Provides-Extra") or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    return sorted(extra for extra in extras if extra != "all")
+
+
 def _lookup(name: str) -> BackendInfo:
     manager = plugin_manager()
     installed = manager.backends()
@@ -31,9 +41,17 @@ def _lookup(name: str) -> BackendInfo:
     if info is not None:
         return info
     names = ", ".join(sorted(installed)) or "none"
+    extras = _backend_extras()
+    if name.lower() in extras:
+        hint = f'to install it: pip install "sd-core[{name.lower()}]"'
+    else:
+        hint = (
+            f"no extra of sd-core provides it (extras: {', '.join(extras) or 'none'}); "
+            f"install the plugin distribution that does"
+        )
     message = (
         f"backend {name!r} is not available (plugin may not be installed); "
-        f'installed backends: {names}; to install it: pip install "sd-core[{name.lower()}]"'
+        f"installed backends: {names}; {hint}"
     )
     failures = manager.failures()
     if failures:

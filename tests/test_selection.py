@@ -245,6 +245,16 @@ def test_unknown_backend(rec: RecordingBackend) -> None:
     assert isinstance(info.value, LookupError)
 
 
+def test_unknown_backend_without_an_extra_does_not_suggest_one(rec: RecordingBackend) -> None:
+    with pytest.raises(UnknownBackendError) as info:
+        sd_core.instancer("nosuch://127.0.0.1:1/web")
+    message = str(info.value)
+    assert "sd-core[nosuch]" not in message
+    assert "no extra of sd-core provides it (extras: consul, dnssrv, etcd, eureka, zookeeper)" in (
+        message
+    )
+
+
 def test_unknown_backend_mentions_failed_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     class Broken:
         name = "consul"
