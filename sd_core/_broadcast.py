@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -91,6 +92,10 @@ class BaseInstancer:
             if isinstance(subscriber, Subscription):
                 subscriber._closed_by_instancer()
 
+    async def astop(self) -> None:
+        """Async twin of :meth:`stop`: joining the watch thread does not block the loop."""
+        await asyncio.to_thread(self.stop)
+
     def _deliver(self, subscriber: Subscriber, event: Event) -> None:
         try:
             subscriber(event)
@@ -119,4 +124,4 @@ class BaseInstancer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        await self.astop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -85,6 +86,10 @@ class Endpointer(Generic[E]):
 
     stop = close
 
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close`: draining does not block the event loop."""
+        await asyncio.to_thread(self.close)
+
     def __enter__(self) -> Self:
         return self
 
@@ -95,6 +100,17 @@ class Endpointer(Generic[E]):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {len(self._cache._entries)} endpoints>"

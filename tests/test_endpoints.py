@@ -248,3 +248,14 @@ def test_any_sequence_of_events_serves_the_last_set_and_closes_each_endpoint_onc
             cache.endpoints()
     cache.close()
     assert all(tracker.closes[id(c)] == 1 for c in tracker.made)
+
+
+async def test_async_close_drains_without_blocking_the_loop() -> None:
+    import asyncio
+
+    tracker = Tracker()
+    async with Endpointer(FixedInstancer([inst(1)]), tracker, drain_timeout=5) as endpointer:
+        choice = RoundRobin(endpointer).choose()
+        conn = choice.__enter__()
+        asyncio.get_running_loop().call_later(0.05, choice.__exit__, None, None, None)
+    assert tracker.closes[id(conn)] == 1

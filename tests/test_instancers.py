@@ -255,3 +255,13 @@ def test_event_loop_is_not_required_for_sync_use() -> None:
         asyncio.get_running_loop()
     inst = FixedInstancer([A])
     assert inst.subscribe().get(1).instances == (A,)
+
+
+async def test_async_stop_joins_the_watch_thread_off_the_event_loop() -> None:
+    backend = ScriptedBackend()
+    async with WatchInstancer(backend, name="async") as inst:
+        thread = inst._thread
+        backend.push([A])
+        async with inst.subscribe() as sub:
+            assert (await sub.get_async(timeout=5)).instances == (A,)
+    assert inst.stopped and not thread.is_alive()
