@@ -18,3 +18,19 @@ def test_every_public_name_is_documented() -> None:
         if name != "__version__" and not re.search(rf"`{re.escape(name)}[`(.]", text)
     ]
     assert missing == [], f"not documented under docs/: {missing}"
+
+
+def test_the_documentation_site_builds_without_warnings(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
+        cwd=DOCS.parent,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "core" / "index.html").exists()
