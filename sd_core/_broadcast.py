@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from types import TracebackType
-from typing import Self
 
+from ._closing import Closing
 from ._event import Event
 from ._subscription import Subscription
 
@@ -21,7 +19,7 @@ Subscriber = Callable[[Event], None]
 """Receives each event an instancer publishes."""
 
 
-class BaseInstancer:
+class BaseInstancer(Closing):
     """Holds the current event of one service and hands it to subscribers.
 
     ``register()`` delivers the current event at once (when one is known) and every change
@@ -92,9 +90,13 @@ class BaseInstancer:
             if isinstance(subscriber, Subscription):
                 subscriber._closed_by_instancer()
 
+    def close(self) -> None:
+        """Same as :meth:`stop` (so that ``with`` and ``async with`` stop the instancer)."""
+        self.stop()
+
     async def astop(self) -> None:
         """Async twin of :meth:`stop`: joining the watch thread does not block the loop."""
-        await asyncio.to_thread(self.stop)
+        await self.aclose()
 
     def _deliver(self, subscriber: Subscriber, event: Event) -> None:
         try:
@@ -103,25 +105,3 @@ class BaseInstancer:
             log.exception(
                 "subscriber %r raised on %r; other subscribers are still served", subscriber, event
             )
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.astop()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import Any, Generic, Self, TypeVar, overload
+from typing import Any, Generic, TypeVar, overload
 
 from ._cache import EndpointCache
+from ._closing import Closing
 from ._contracts import Closer, Instancer
 from ._event import Event
 from ._instance import Instance
@@ -18,7 +17,7 @@ __all__ = ["Endpointer", "FixedEndpointer"]
 E = TypeVar("E")
 
 
-class Endpointer(Generic[E]):
+class Endpointer(Closing, Generic[E]):
     """Subscribes an :class:`EndpointCache` to an instancer.
 
     ``endpoints()`` returns the current endpoints. On an error event it keeps serving the
@@ -85,32 +84,6 @@ class Endpointer(Generic[E]):
         self._cache.close()
 
     stop = close
-
-    async def aclose(self) -> None:
-        """Async twin of :meth:`close`: draining does not block the event loop."""
-        await asyncio.to_thread(self.close)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {len(self._cache._entries)} endpoints>"

@@ -7,6 +7,7 @@ import atexit
 import logging
 import threading
 import weakref
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -199,8 +200,7 @@ class BaseRegistrar:
         return f"<{type(self).__name__} {reg.service} id={reg.id!r} {reg.address} {state}>"
 
     # -- machinery -----------------------------------------------------------------------
-    def _call(self, what: str, fn: object) -> None:
-        assert callable(fn)
+    def _call(self, what: str, fn: Callable[[], object]) -> None:
         try:
             fn()
         except SDError:

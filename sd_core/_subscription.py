@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from types import TracebackType
 
+from ._closing import Closing
 from ._event import Event
 from ._notifier import Notifier
 
 __all__ = ["Subscription"]
 
 
-class Subscription(Iterator[Event], AsyncIterator[Event]):
+class Subscription(Closing, Iterator[Event], AsyncIterator[Event]):
     """The events of one instancer, coalesced to the latest one not yet taken.
 
     Iterate it (``for event in sub`` or ``async for event in sub``) or call ``get()``.
@@ -89,29 +89,11 @@ class Subscription(Iterator[Event], AsyncIterator[Event]):
         self._unsubscribe(self)
         self._notifier.notify()
 
+    async def aclose(self) -> None:
+        """Async twin of :meth:`close` (which never blocks)."""
+        self.close()
+
     def _closed_by_instancer(self) -> None:
         with self._lock:
             self._closed = True
         self._notifier.notify()
-
-    def __enter__(self) -> Subscription:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Subscription:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

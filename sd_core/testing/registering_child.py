@@ -16,16 +16,16 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import sd_core
 from sd_core import Registration
+from sd_core._closing import Closing
 
 __all__ = ["RegisteringChild"]
 
 
-class RegisteringChild:
+class RegisteringChild(Closing):
     """Starts the child and waits until it registered (``AssertionError`` after
     ``timeout``). ``close()`` lets it deregister cleanly; ``kill()`` does not."""
 
@@ -117,17 +117,6 @@ class RegisteringChild:
         for pipe in (self.proc.stdin, self.proc.stdout):
             if pipe is not None and not pipe.closed:
                 pipe.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _main() -> None:
