@@ -21,7 +21,9 @@ class Option:
     ``type`` is ``str``, ``int``, ``float``, ``bool`` or ``list`` (a list of strings, given
     in a URL by repeating the query parameter). ``env`` names an environment variable the
     value is read from when not given; a ``secret`` value never appears in a repr, a log
-    line or an error message.
+    line or an error message, and surrounding whitespace is stripped from it (a token read
+    from a file ends with a newline). ``min`` and ``max`` bound a number (floats must be
+    finite); ``choices`` lists the values a string (or each item of a list) may take.
     """
 
     name: str
@@ -30,6 +32,9 @@ class Option:
     help: str = ""
     secret: bool = False
     env: str | None = None
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.type not in OPTION_TYPES:
@@ -37,6 +42,12 @@ class Option:
                 f"Option {self.name!r}: type must be one of str, int, float, bool, list; "
                 f"got {self.type!r}"
             )
+        if (self.min is not None or self.max is not None) and self.type not in (int, float):
+            raise ValueError(f"Option {self.name!r}: min and max apply to int and float options")
+        if self.choices is not None and self.type not in (str, list):
+            raise ValueError(f"Option {self.name!r}: choices apply to str and list options")
+        if self.choices is not None:
+            object.__setattr__(self, "choices", tuple(self.choices))
 
     def __repr__(self) -> str:
         default = "<secret>" if self.secret and self.default is not None else repr(self.default)

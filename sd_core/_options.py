@@ -7,12 +7,15 @@ secret option never appears in an error message.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._backend import Backend, Option
 from ._errors import ConfigError
+from ._secrets import check_secret
 
 __all__ = ["describe_option", "redacted", "resolve_options"]
 
@@ -69,14 +72,35 @@ def _convert_one(kind: type, value: object) -> Any:
             except ValueError:
                 pass
     elif kind is float:
+        number: float | None = None
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
+            number = float(value)
+        elif isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                number = float(value.strip())
+        if number is not None:
+            if not math.isfinite(number):
+                raise _Invalid(" (a finite one)")
+            return number
     raise _Invalid("")
+
+
+def _check_bounds(option: Option, value: Any) -> str | None:
+    """Why ``value`` (already converted) is outside what ``option`` accepts, or None."""
+    if option.type in (int, float):
+        low, high = option.min, option.max
+        if (low is not None and value < low) or (high is not None and value > high):
+            if low is not None and high is not None:
+                return f"must be between {low:g} and {high:g}"
+            if low is not None:
+                return f"must be at least {low:g}"
+            return f"must be at most {high:g}"
+    if option.choices is not None:
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if item not in option.choices:
+                return f"must be one of {', '.join(option.choices)}"
+    return None
 
 
 def _convert(option: Option, value: object) -> Any:
@@ -145,12 +169,20 @@ def resolve_options(
             result[name] = list(default) if isinstance(default, list) else default
             continue
         try:
-            result[name] = _convert(option, value)
+            converted = _convert(option, value)
         except _Invalid as exc:
             raise ConfigError(
                 f"{backend.name}: option {name!r}{where} must be {_EXPECTED[option.type]}{exc}, "
                 f"got {_show(option, value)}; {_accepted(backend)}"
             ) from None
+        problem = _check_bounds(option, converted)
+        if problem is not None:
+            raise ConfigError(
+                f"{backend.name}: option {name!r}{where} {problem}, got {_show(option, converted)}"
+            )
+        if option.secret and isinstance(converted, str):
+            converted = check_secret(backend.name, name, converted)
+        result[name] = converted
     return result
 
 
