@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from sd_core._dispatch import dispatcher
+
 
 def _sd_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.name.startswith("sd-") and t.is_alive()}
@@ -15,9 +17,13 @@ def _sd_threads() -> set[threading.Thread]:
 
 @pytest.fixture(autouse=True)
 def no_thread_left_behind() -> Iterator[None]:
-    """Fail a test that leaves a thread of sd_core (named ``sd-…``) running."""
+    """Fail a test that leaves a thread of sd_core (named ``sd-…``) running.
+
+    The delivery threads are shared by the process; the idle ones are ended first, so a
+    thread still stuck in a callback the test left blocked is reported."""
     before = _sd_threads()
     yield
+    dispatcher().quiesce(5)
     deadline = time.monotonic() + 5
     left = _sd_threads() - before
     while left and time.monotonic() < deadline:

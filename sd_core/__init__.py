@@ -18,6 +18,7 @@ from ._errors import (
 )
 from ._event import Event
 from ._fixed import FixedInstancer
+from ._health import HealthChanges, RegistrarHealth, RegistrarState
 from ._instance import Instance, Registration
 from ._plugins import BackendInfo
 from ._registrar import BaseRegistrar
@@ -46,6 +47,7 @@ __all__ = [
     "Factory",
     "FixedEndpointer",
     "FixedInstancer",
+    "HealthChanges",
     "Instance",
     "Instancer",
     "LeastPending",
@@ -53,6 +55,8 @@ __all__ = [
     "Option",
     "Random",
     "Registrar",
+    "RegistrarHealth",
+    "RegistrarState",
     "Registration",
     "RegistrationError",
     "RetryError",

@@ -2,38 +2,46 @@
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import threading
+import time
 from collections.abc import Callable
 
 from ._closing import Closing
+from ._dispatch import Mailbox, is_never_blocking
 from ._event import Event
+from ._notifier import Notifier
 from ._subscription import Subscription
+from ._timeouts import check_timeout
 
 __all__ = ["BaseInstancer", "Subscriber"]
-
-log = logging.getLogger("sd_core.instancer")
 
 Subscriber = Callable[[Event], None]
 """Receives each event an instancer publishes."""
 
 
+def _same(new: Event, old: Event) -> bool:
+    return new.same_as(old)
+
+
 class BaseInstancer(Closing):
     """Holds the current event of one service and hands it to subscribers.
 
-    ``register()`` delivers the current event at once (when one is known) and every change
-    after it; identical consecutive events are not sent again. A subscriber that raises is
-    logged and the others are still served. Backends call :meth:`update`.
+    ``register()`` delivers the current event (when one is known) on the caller's thread
+    before it returns, and every change after it on the core's delivery threads: each
+    subscriber sees events in order, one at a time, and a slow or blocking subscriber delays
+    only itself (it then skips to the latest event, as every event is the whole truth).
+    Identical consecutive events are not sent again. A subscriber that raises is logged and
+    still gets later events. Backends call :meth:`update`, which never waits for subscribers.
     """
 
     def __init__(self) -> None:
-        # One re-entrant lock orders every delivery, so each subscriber sees events in order
-        # and exactly once, and a subscriber may (de)register from inside its callback.
-        self._lock = threading.RLock()
-        self._subscribers: list[Subscriber] = []
+        # Held only to change the registry and the state, never while a subscriber runs.
+        self._lock = threading.Lock()
+        self._mailboxes: list[Mailbox[Event]] = []
         self._state: Event | None = None
+        self._seq = 0
         self._stopped = False
+        self._taken = Notifier()
 
     @property
     def state(self) -> Event | None:
@@ -46,49 +54,93 @@ class BaseInstancer(Closing):
         return self._stopped
 
     def update(self, event: Event) -> bool:
-        """Publish ``event`` unless it says the same as the current one; True if sent."""
+        """Publish ``event`` unless it says the same as the current one; True if it does not.
+
+        Returns at once: subscribers get it on the delivery threads (see :meth:`settle`).
+        """
         with self._lock:
             if self._stopped or event.same_as(self._state):
                 return False
             self._state = event
-            for subscriber in tuple(self._subscribers):
-                self._deliver(subscriber, event)
+            self._seq += 1
+            for mailbox in self._mailboxes:
+                mailbox.offer(event, self._seq)
             return True
 
+    def settle(self, timeout: float | None = 5.0) -> bool:
+        """Wait until every subscriber has taken the current event; False if ``timeout``
+        seconds passed first (``None`` or ``math.inf``: no limit)."""
+        limit = check_timeout("timeout", timeout)
+        deadline = None if limit is None else time.monotonic() + limit
+        while True:
+            seen = self._taken.version
+            with self._lock:
+                target = self._seq
+                mailboxes = tuple(self._mailboxes)
+            if all(m.closed or m.delivered >= target for m in mailboxes):
+                return True
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            self._taken.wait(seen, remaining)
+
     def register(self, subscriber: Subscriber) -> None:
-        """Add a subscriber and deliver the current event to it at once."""
+        """Add a subscriber and deliver the current event to it before returning."""
+        inline = isinstance(subscriber, Subscription) or is_never_blocking(subscriber)
         with self._lock:
-            if subscriber in self._subscribers:
+            if self._stopped:
+                if isinstance(subscriber, Subscription):
+                    subscriber._closed_by_instancer()
                 return
-            self._subscribers.append(subscriber)
-            if self._state is not None:
-                self._deliver(subscriber, self._state)
+            if any(m.callback == subscriber for m in self._mailboxes):
+                return
+            mailbox = Mailbox(
+                subscriber, inline=inline, same=_same, describe="subscriber", done=self._taken
+            )
+            self._mailboxes.append(mailbox)
+            state = self._state
+            if state is None:
+                return
+            if inline:
+                mailbox.offer(state, self._seq)
+                return
+            mailbox.claim(state, self._seq)
+        mailbox.deliver_claimed()
 
     def deregister(self, subscriber: Subscriber) -> None:
-        """Remove a subscriber; unknown subscribers are ignored."""
-        with self._lock, contextlib.suppress(ValueError):
-            self._subscribers.remove(subscriber)
+        """Remove a subscriber (a delivery in progress finishes); unknown ones are ignored."""
+        with self._lock:
+            for mailbox in self._mailboxes:
+                if mailbox.callback == subscriber:
+                    self._mailboxes.remove(mailbox)
+                    mailbox.close()
+                    break
+        self._taken.notify()
+
+    @property
+    def subscribers(self) -> int:
+        """How many subscribers are registered."""
+        return len(self._mailboxes)
 
     def subscribe(self) -> Subscription:
         """An iterator and async iterator of events that coalesces to the latest."""
         sub = Subscription(self.deregister)
-        with self._lock:
-            if self._stopped:
-                sub._closed_by_instancer()
-                return sub
-            self.register(sub)
+        self.register(sub)
         return sub
 
     def stop(self) -> None:
-        """Stop publishing and end every subscription (idempotent)."""
+        """Stop publishing and end every subscription (idempotent; never waits for a
+        subscriber)."""
         with self._lock:
             if self._stopped:
                 return
             self._stopped = True
-            subscribers, self._subscribers = self._subscribers, []
-        for subscriber in subscribers:
-            if isinstance(subscriber, Subscription):
-                subscriber._closed_by_instancer()
+            mailboxes, self._mailboxes = self._mailboxes, []
+        for mailbox in mailboxes:
+            mailbox.close()
+            if isinstance(mailbox.callback, Subscription):
+                mailbox.callback._closed_by_instancer()
+        self._taken.notify()
 
     def close(self) -> None:
         """Same as :meth:`stop` (so that ``with`` and ``async with`` stop the instancer)."""
@@ -97,11 +149,3 @@ class BaseInstancer(Closing):
     async def astop(self) -> None:
         """Async twin of :meth:`stop`: joining the watch thread does not block the loop."""
         await self.aclose()
-
-    def _deliver(self, subscriber: Subscriber, event: Event) -> None:
-        try:
-            subscriber(event)
-        except Exception:
-            log.exception(
-                "subscriber %r raised on %r; other subscribers are still served", subscriber, event
-            )

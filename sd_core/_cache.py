@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import logging
+import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
+from ._dispatch import dispatcher
 from ._errors import NoEndpointsError
 from ._event import Event
 from ._instance import Instance
 from ._notifier import Notifier
+from ._secrets import logger
+from ._timeouts import check_timeout
 
 __all__ = ["EndpointCache"]
 
-log = logging.getLogger("sd_core.endpoints")
+log = logger("sd_core.endpoints")
+
+CLOSE_GRACE = 5.0
+"""How long ``close()`` waits for closers still running after the drain timeout."""
 
 E = TypeVar("E")
 
@@ -52,10 +58,12 @@ class EndpointCache(Generic[E]):
     An instance that stays (same id and address) keeps its endpoint; the factory is called
     only for new instances; the endpoints of instances that left are closed once their
     in-flight requests end, or after ``drain_timeout`` seconds. A factory that raises is
-    logged and its instance skipped (and tried again on the next event). On an error event
-    the last good set is kept; with ``invalidate_on_error=seconds`` every endpoint is closed
-    once that long passed without recovery, and :meth:`endpoints` raises the error.
-    Each closer is called exactly once, at the latest on :meth:`close`.
+    logged and its instance skipped (and tried again on the next event); so is one that
+    returns None. On an error event the last good set is kept; with
+    ``invalidate_on_error=seconds`` every endpoint is closed once that long passed without
+    recovery, and :meth:`endpoints` raises the error. Each closer is called exactly once, on
+    a delivery thread (a slow ``close()`` never holds up an update or a request), at the
+    latest during :meth:`close`.
 
     A closer is the second item of a ``(endpoint, closer)`` pair the factory returns, or the
     endpoint itself when it has a ``close()`` method.
@@ -69,13 +77,15 @@ class EndpointCache(Generic[E]):
         invalidate_on_error: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if drain_timeout < 0:
+        drain = check_timeout("drain_timeout", drain_timeout)
+        if drain is not None and drain < 0:
             raise ValueError(f"drain_timeout must be >= 0 seconds, got {drain_timeout}")
-        if invalidate_on_error is not None and invalidate_on_error < 0:
+        invalidate = check_timeout("invalidate_on_error", invalidate_on_error)
+        if invalidate is not None and invalidate < 0:
             raise ValueError(f"invalidate_on_error must be >= 0 seconds, got {invalidate_on_error}")
         self._factory = factory
-        self._drain_timeout = drain_timeout
-        self._invalidate_after = invalidate_on_error
+        self._drain_timeout = drain
+        self._invalidate_after = invalidate
         self._clock = clock
         # _lock guards in-flight counts and closing (taken on every pick); _state_lock orders
         # the changes of the set (update, expiry, close) and is never taken while holding _lock.
@@ -90,9 +100,10 @@ class EndpointCache(Generic[E]):
         self._pending_error: BaseException | None = None
         self._closed = False
         self.notifier = Notifier()
-        self._draining: dict[_Entry[E], float] = {}
+        self._draining: dict[_Entry[E], float | None] = {}
         self._drain_cond = threading.Condition(self._lock)
         self._drainer: threading.Thread | None = None
+        self._closing = 0
 
     # -- reading -------------------------------------------------------------------------
     def endpoints(self) -> list[E]:
@@ -137,9 +148,10 @@ class EndpointCache(Generic[E]):
             if not (entry.retired and entry.pending <= 0 and not entry.closed):
                 return
             entry.closed = True
-            if self._draining.pop(entry, None) is not None:
+            if entry in self._draining:
+                del self._draining[entry]
                 self._drain_cond.notify_all()
-        self._close_entry(entry)
+        self._close_soon([entry])
 
     # -- updating ------------------------------------------------------------------------
     def update(self, event: Event) -> None:
@@ -197,18 +209,57 @@ class EndpointCache(Generic[E]):
             left = list(self._by_id.values())
             self._publish({})
             self._retire(left)
-        drainer = self._drainer
-        if wait and drainer is not None and drainer is not threading.current_thread():
-            drainer.join()
+        if wait:
+            self._wait_closed()
+
+    def settle(self, timeout: float | None = 5.0) -> bool:
+        """Wait until every closer already due has run (endpoints still draining excepted);
+        False if ``timeout`` seconds passed first."""
+        limit = check_timeout("timeout", timeout)
+        deadline = None if limit is None else time.monotonic() + limit
+        with self._lock:
+            while self._closing:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._drain_cond.wait(remaining)
+        return True
+
+    def _wait_closed(self) -> None:
+        drain = self._drain_timeout
+        limit = None if drain is None else drain + CLOSE_GRACE
+        deadline = None if limit is None else time.monotonic() + limit
+        with self._lock:
+            while self._draining or self._closing:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    log.warning(
+                        "closing endpoints: %d still draining and %d closers still running "
+                        "after %s s; not waiting for them",
+                        len(self._draining),
+                        self._closing,
+                        limit,
+                    )
+                    return
+                self._drain_cond.wait(remaining)
 
     # -- machinery -----------------------------------------------------------------------
     def _create(self, instance: Instance) -> _Entry[E] | None:
         if self._factory is None:
             return _Entry(instance, instance, None)  # type: ignore[arg-type]
         try:
-            endpoint, closer = _split(self._factory(instance))
+            made = self._factory(instance)
         except Exception:
             log.exception("factory failed for %r; skipping that instance", instance)
+            return None
+        endpoint, closer = _split(made)
+        if endpoint is None:
+            log.error(
+                "factory %r returned None for %r; skipping that instance (a factory returns "
+                "an endpoint or an (endpoint, closer) pair)",
+                self._factory,
+                instance,
+            )
             return None
         return _Entry(instance, endpoint, closer)
 
@@ -256,7 +307,8 @@ class EndpointCache(Generic[E]):
     def _retire(self, entries: list[_Entry[E]]) -> None:
         now_closed: list[_Entry[E]] = []
         with self._lock:
-            deadline = time.monotonic() + self._drain_timeout
+            drain = self._drain_timeout
+            deadline = None if drain is None else time.monotonic() + drain
             for entry in entries:
                 if entry.retired:
                     continue
@@ -273,8 +325,7 @@ class EndpointCache(Generic[E]):
                         target=self._drain_loop, name="sd-endpoint-drain", daemon=True
                     )
                     self._drainer.start()
-        for entry in now_closed:
-            self._close_entry(entry)
+        self._close_soon(now_closed)
 
     def _drain_loop(self) -> None:
         while True:
@@ -282,15 +333,17 @@ class EndpointCache(Generic[E]):
             with self._lock:
                 if not self._draining:
                     self._drainer = None
+                    self._drain_cond.notify_all()
                     return
                 now = time.monotonic()
                 for entry, deadline in list(self._draining.items()):
-                    if deadline <= now:
+                    if deadline is not None and deadline <= now:
                         del self._draining[entry]
                         entry.closed = True
                         expired.append(entry)
                 if not expired:
-                    self._drain_cond.wait(min(self._draining.values()) - now)
+                    due = [d for d in self._draining.values() if d is not None]
+                    self._drain_cond.wait(min(due) - now if due else None)
                     continue
             for entry in expired:
                 log.warning(
@@ -300,13 +353,25 @@ class EndpointCache(Generic[E]):
                     entry.pending,
                     self._drain_timeout,
                 )
-                self._close_entry(entry)
+            self._close_soon(expired)
+
+    def _close_soon(self, entries: list[_Entry[E]]) -> None:
+        """Call the closers of ``entries`` (already marked closed) on a delivery thread."""
+        closing = [entry for entry in entries if entry.closer is not None]
+        if not closing:
+            return
+        with self._lock:
+            self._closing += len(closing)
+        for entry in closing:
+            dispatcher().submit(functools.partial(self._close_entry, entry))
 
     def _close_entry(self, entry: _Entry[E]) -> None:
-        closer = entry.closer
-        if closer is None:
-            return
         try:
-            closer.close()
+            entry.closer.close()
         except Exception:
             log.exception("closing the endpoint of %r failed", entry.instance)
+        finally:
+            with self._lock:
+                self._closing -= 1
+                if not self._closing:
+                    self._drain_cond.notify_all()

@@ -7,6 +7,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self, TypeAlias, runtime_checkable
 
 from ._event import Event
+from ._health import HealthChanges, RegistrarHealth
 from ._instance import Instance, Registration
 from ._subscription import Subscription
 
@@ -53,6 +54,16 @@ class Registrar(Protocol):
 
     def set_status(self, status: str, note: str = "") -> None:
         """Report health, where the backend has a notion of it."""
+
+    @property
+    def health(self) -> RegistrarHealth:
+        """The registrar's own health: state, last error, failures, restores."""
+
+    def on_health_change(self, callback: Callable[[RegistrarHealth], object]) -> Callable[[], None]:
+        """Call ``callback`` on each change of :attr:`health`; returns the way to stop."""
+
+    def health_changes(self) -> HealthChanges:
+        """An iterator and async iterator of :attr:`health` as it changes."""
 
     def close(self) -> None:
         """Deregister and release resources."""

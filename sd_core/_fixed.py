@@ -19,9 +19,12 @@ class FixedInstancer(BaseInstancer):
         super().__init__()
         self.update(Event(instances))
 
-    def set(self, instances: Iterable[Instance]) -> None:
-        """Replace the set (subscribers are told when it differs)."""
+    def set(self, instances: Iterable[Instance], *, wait: float | None = 5.0) -> bool:
+        """Replace the set; subscribers are told when it differs. Returns once every
+        subscriber has taken it (True), or after ``wait`` seconds (False), so that a blocking
+        subscriber cannot hold the caller for longer."""
         self.update(Event(instances))
+        return self.settle(wait)
 
     def __repr__(self) -> str:
         count = len(self.state.instances) if self.state is not None else 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.metadata
-import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -24,6 +23,7 @@ import pluggy
 
 from . import hookspecs
 from ._backend import Backend, Option
+from ._secrets import logger
 
 __all__ = [
     "BLOCK_ENV",
@@ -36,7 +36,7 @@ __all__ = [
     "plugin_manager",
 ]
 
-log = logging.getLogger("sd_core.plugins")
+log = logger("sd_core.plugins")
 
 ENTRY_POINT_GROUP = "sd_core"
 BLOCK_ENV = "SD_CORE_BLOCK_PLUGINS"

@@ -1,25 +1,39 @@
-"""BaseRegistrar: registration, keepalive and restore, shared by every backend."""
+"""BaseRegistrar: registration, keepalive, restore and health, shared by every backend."""
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
 from ._backoff import Backoff
+from ._dispatch import Mailbox
 from ._errors import RegistrationError, SDError
+from ._health import HealthChanges, RegistrarHealth, RegistrarState
 from ._instance import Registration
+from ._secrets import logger, scrub, scrub_error
 
 __all__ = ["BaseRegistrar"]
 
-log = logging.getLogger("sd_core.registrar")
+log = logger("sd_core.registrar")
 
 _live: weakref.WeakSet[BaseRegistrar] = weakref.WeakSet()
+
+_HELD = frozenset(
+    {
+        RegistrarState.REGISTERED,
+        RegistrarState.RENEWING,
+        RegistrarState.FAILING,
+        RegistrarState.LOST,
+    }
+)
+"""The states in which the registrar keeps the registration alive."""
+_TROUBLE = frozenset({RegistrarState.FAILING, RegistrarState.LOST, RegistrarState.DEREGISTERING})
 
 
 class BaseRegistrar:
@@ -30,8 +44,11 @@ class BaseRegistrar:
     knows the registration). While registered, a thread renews every ``ttl *
     keepalive_fraction`` seconds; when the backend lost the registration (the keepalive
     said so, or the plugin called :meth:`mark_lost`), it registers again with backoff and
-    counts it in :attr:`restores`. ``register()`` and ``deregister()`` are idempotent;
-    registrations still held at interpreter exit are withdrawn on a best-effort basis.
+    counts it in :attr:`restores`. ``register()`` and ``deregister()`` are idempotent; a
+    deregistration that failed stays pending and is retried by the next ``deregister()`` or
+    ``close()``, and at interpreter exit. :attr:`health` tells where the registrar stands
+    (see :class:`RegistrarState`); :meth:`on_health_change` and :meth:`health_changes`
+    follow it.
     """
 
     backend_name = "backend"
@@ -54,12 +71,12 @@ class BaseRegistrar:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._registered = False
-        self._lost = False
-        self._closed = False
         self._status: tuple[str, str] | None = None
-        self.restores = 0
-        """How many times the registration was put back after the backend lost it."""
+        self._health_lock = threading.Lock()
+        self._current_health = RegistrarHealth(RegistrarState.IDLE)
+        self._listeners: list[Mailbox[RegistrarHealth]] = []
+        self._followers: list[HealthChanges] = []
+        self._last_ok = 0.0
 
     # -- what a backend implements -------------------------------------------------------
     def _backend_register(self) -> None:
@@ -78,25 +95,111 @@ class BaseRegistrar:
     def _backend_close(self) -> None:
         """Release client resources (called once, after the final deregistration)."""
 
-    # -- public API ----------------------------------------------------------------------
+    # -- health --------------------------------------------------------------------------
+    @property
+    def health(self) -> RegistrarHealth:
+        """Where the registrar stands now: state, last error, consecutive failures, restores."""
+        return self._current_health
+
+    @property
+    def restores(self) -> int:
+        """How many times the registration was put back after the backend lost it."""
+        return self._current_health.restores
+
     @property
     def registered(self) -> bool:
-        """True between a successful ``register()`` and ``deregister()``."""
-        return self._registered
+        """True between a successful ``register()`` and ``deregister()`` (also while the
+        registration is being renewed or restored: see :attr:`health` for that)."""
+        return self._current_health.state in _HELD
 
+    def on_health_change(self, callback: Callable[[RegistrarHealth], object]) -> Callable[[], None]:
+        """Call ``callback(health)`` on each change of health, on a delivery thread (a slow
+        callback delays only itself and then skips to the latest). Returns a function that
+        stops the calls."""
+        mailbox: Mailbox[RegistrarHealth] = Mailbox(callback, describe="health listener")
+        with self._health_lock:
+            self._listeners.append(mailbox)
+
+        def remove() -> None:
+            mailbox.close()
+            with self._health_lock:
+                if mailbox in self._listeners:
+                    self._listeners.remove(mailbox)
+
+        return remove
+
+    def health_changes(self) -> HealthChanges:
+        """An iterator and async iterator of :attr:`health`: the current one at once, then
+        each change (coalesced to the latest not yet taken); it ends when the registrar is
+        closed, or when the iterator is closed."""
+        with self._health_lock:
+            changes = HealthChanges(self._current_health, lambda: self._unfollow(changes))
+            if self._current_health.state is RegistrarState.CLOSED:
+                changes._offer(self._current_health)
+            else:
+                self._followers.append(changes)
+        return changes
+
+    def _unfollow(self, changes: HealthChanges) -> None:
+        with self._health_lock:
+            if changes in self._followers:
+                self._followers.remove(changes)
+
+    def _set_health(
+        self,
+        state: RegistrarState | None = None,
+        *,
+        error: BaseException | None = None,
+        ok: bool = False,
+        restored: bool = False,
+    ) -> None:
+        if ok:
+            self._last_ok = time.monotonic()
+        with self._health_lock:
+            old = self._current_health
+            new = RegistrarHealth(
+                state=old.state if state is None else state,
+                last_error=old.last_error if error is None else error,
+                restores=old.restores + (1 if restored else 0),
+                failures=0 if ok else old.failures + (1 if error is not None else 0),
+                since=old.since if state is None or state is old.state else time.time(),
+            )
+            if new == old:
+                return
+            self._current_health = new
+            listeners = tuple(self._listeners)
+            followers = tuple(self._followers)
+            if new.state is RegistrarState.CLOSED:
+                self._followers.clear()
+        if new.state is not old.state:
+            level = log.warning if new.state in _TROUBLE else log.info
+            level(
+                "%s: %s %s is now %s",
+                self.backend_name,
+                self.registration.service,
+                self.registration.id,
+                new,
+            )
+        for listener in listeners:
+            listener.offer(new)
+        for follower in followers:
+            follower._offer(new)
+
+    # -- public API ----------------------------------------------------------------------
     def register(self) -> None:
         """Announce the registration and keep it alive (idempotent).
 
         Raises :class:`RegistrationError` when the backend refused or could not be reached.
+        Registering again while a deregistration is pending supersedes it.
         """
         with self._lock:
-            if self._closed:
+            state = self._current_health.state
+            if state is RegistrarState.CLOSED:
                 raise RegistrationError(f"{self!r} is closed")
-            if self._registered:
+            if state in _HELD:
                 return
             self._call("register", self._backend_register)
-            self._registered = True
-            self._lost = False
+            self._set_health(RegistrarState.REGISTERED, ok=True)
             self._stopping.clear()
             self._wake.clear()
             self._thread = threading.Thread(
@@ -106,28 +209,26 @@ class BaseRegistrar:
             )
             self._thread.start()
             _live.add(self)
-        log.info(
-            "%s: registered %s %s",
-            self.backend_name,
-            self.registration.service,
-            self.registration.id,
-        )
 
     def deregister(self) -> None:
-        """Withdraw the registration and stop keeping it alive (idempotent)."""
+        """Withdraw the registration and stop keeping it alive (idempotent).
+
+        When the backend call fails, :class:`RegistrationError` is raised and the
+        deregistration stays pending (state ``deregistering``): the next ``deregister()`` or
+        ``close()`` tries again, and so does interpreter exit.
+        """
         with self._lock:
-            if not self._registered:
+            state = self._current_health.state
+            if state not in _HELD and state is not RegistrarState.DEREGISTERING:
                 return
-            self._registered = False
-            _live.discard(self)
             self._stop_thread()
-            self._call("deregister", self._backend_deregister)
-        log.info(
-            "%s: deregistered %s %s",
-            self.backend_name,
-            self.registration.service,
-            self.registration.id,
-        )
+            try:
+                self._call("deregister", self._backend_deregister)
+            except BaseException:
+                self._set_health(RegistrarState.DEREGISTERING)
+                raise
+            self._set_health(RegistrarState.IDLE, ok=True)
+            _live.discard(self)
 
     def set_status(self, status: str, note: str = "") -> None:
         """Report health where the backend has a notion of it (e.g. passing/warning/critical)."""
@@ -136,27 +237,37 @@ class BaseRegistrar:
 
     def mark_lost(self, reason: str) -> None:
         """Say that the backend lost the registration; it is put back in the background."""
-        if not self._registered:
+        if self._current_health.state not in _HELD:
             return
         log.warning(
             "%s: registration %s lost (%s); restoring it",
             self.backend_name,
             self.registration.id,
-            reason,
+            scrub(reason),
         )
-        self._lost = True
+        self._set_health(RegistrarState.LOST)
         self._wake.set()
 
     def close(self) -> None:
-        """Deregister and release the client's resources (idempotent)."""
+        """Deregister and release the client's resources (idempotent).
+
+        When the deregistration fails, the error is raised and nothing is released: the
+        next ``close()`` (or interpreter exit) tries again.
+        """
+        self.deregister()
+        with self._lock:
+            if self._current_health.state is RegistrarState.CLOSED:
+                return
+            if self._current_health.state is not RegistrarState.IDLE:
+                return  # registered again meanwhile by another thread
+            self._set_health(RegistrarState.CLOSED)
         try:
-            self.deregister()
+            self._backend_close()
         finally:
-            with self._lock:
-                first = not self._closed
-                self._closed = True
-            if first:
-                self._backend_close()
+            with self._health_lock:
+                listeners, self._listeners = self._listeners, []
+            for listener in listeners:
+                listener.close()
 
     async def aregister(self) -> None:
         """Async twin of :meth:`register` (runs it in a worker thread)."""
@@ -195,24 +306,28 @@ class BaseRegistrar:
         await self.aclose()
 
     def __repr__(self) -> str:
-        state = "registered" if self._registered else "closed" if self._closed else "idle"
         reg = self.registration
+        state = self._current_health.state.value
         return f"<{type(self).__name__} {reg.service} id={reg.id!r} {reg.address} {state}>"
 
     # -- machinery -----------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], object]) -> None:
         try:
             fn()
-        except SDError:
-            raise
         except NotImplementedError:
             raise
         except Exception as exc:
+            scrub_error(exc)
+            if isinstance(exc, SDError):
+                self._set_health(error=exc)
+                raise
             reg = self.registration
-            raise RegistrationError(
+            error = RegistrationError(
                 f"{self.backend_name}: could not {what} {reg.service} {reg.id}: "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
+                f"{type(exc).__name__}: {scrub(str(exc))}"
+            )
+            self._set_health(error=error)
+            raise error from exc
 
     def _stop_thread(self) -> None:
         self._stopping.set()
@@ -228,23 +343,42 @@ class BaseRegistrar:
             self._wake.clear()
             if self._stopping.is_set():
                 return
-            delay = self._restore() if self._lost else self._renew()
+            lost = self._current_health.state is RegistrarState.LOST
+            delay = self._restore() if lost else self._renew()
+
+    def _failed_call(self, what: str, exc: Exception) -> BaseException:
+        scrub_error(exc)
+        if isinstance(exc, SDError):
+            return exc
+        error = RegistrationError(
+            f"{self.backend_name}: {what} of {self.registration.id} failed: "
+            f"{type(exc).__name__}: {scrub(str(exc))}"
+        )
+        error.__cause__ = exc
+        return error
 
     def _renew(self) -> float:
         try:
             alive = self._backend_keepalive()
         except Exception as exc:
             delay = min(self._backoff.next(), self.keepalive_interval)
+            error = self._failed_call("keepalive", exc)
+            overdue = time.monotonic() - self._last_ok > self.registration.ttl
+            state = RegistrarState.FAILING if overdue else RegistrarState.RENEWING
+            if not self._stopping.is_set():
+                self._set_health(state, error=error)
             log.warning(
                 "%s: keepalive of %s failed, retrying in %.2f s: %s",
                 self.backend_name,
                 self.registration.id,
                 delay,
-                exc,
+                error,
             )
             return delay
         if alive:
             self._backoff.reset()
+            if not self._stopping.is_set():
+                self._set_health(RegistrarState.REGISTERED, ok=True)
             return self.keepalive_interval
         if not self._stopping.is_set():
             log.warning(
@@ -252,7 +386,7 @@ class BaseRegistrar:
                 self.backend_name,
                 self.registration.id,
             )
-            self._lost = True
+            self._set_health(RegistrarState.LOST)
         return 0.0
 
     def _restore(self) -> float:
@@ -262,17 +396,21 @@ class BaseRegistrar:
                 self._backend_set_status(*self._status)
         except Exception as exc:
             delay = self._backoff.next()
+            error = self._failed_call("restoring the registration", exc)
+            if not self._stopping.is_set():
+                self._set_health(error=error)
             log.warning(
                 "%s: restoring %s failed, retrying in %.2f s: %s",
                 self.backend_name,
                 self.registration.id,
                 delay,
-                exc,
+                error,
             )
             return delay
-        self._lost = False
         self._backoff.reset()
-        self.restores += 1
+        if self._stopping.is_set():
+            return self.keepalive_interval
+        self._set_health(RegistrarState.REGISTERED, ok=True, restored=True)
         log.warning(
             "%s: restored registration %s (restores: %d)",
             self.backend_name,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -13,11 +12,13 @@ from ._errors import ConfigError, UnknownBackendError
 from ._instance import Registration
 from ._options import redacted, resolve_options
 from ._plugins import BackendInfo, plugin_manager
+from ._secrets import logger
+from ._sharing import options_key, watches
 from ._url import BackendURL, parse_backend
 
 __all__ = ["backends", "instancer", "registrar", "select"]
 
-log = logging.getLogger("sd_core.selection")
+log = logger("sd_core.selection")
 
 
 def backends() -> Mapping[str, BackendInfo]:
@@ -93,20 +94,27 @@ def instancer(name_or_url: str, service: str | None = None, **options: Any) -> I
     override the URL's query, which overrides environment variables, which override
     defaults. Raises :class:`UnknownBackendError` for a backend that is not installed and
     :class:`ConfigError` for a missing service or a bad option.
+
+    Instancers of the same backend, service and options in the process share one watch of
+    the backend (one query stream and connection); each has its own subscribers, and the
+    watch stops when the last of them stops.
     """
     info, service, resolved = select(name_or_url, service, options)
     backend = info.backend
     if not backend.supports_discovery:
         raise ConfigError(f"the {backend.name} backend does not support discovery")
     if not service:
+        takes_address = any(option.name == "address" for option in backend.options)
+        form = "HOST:PORT/SERVICE" if takes_address else "/SERVICE"
         raise ConfigError(
             f"{backend.name}: no service given; pass it as the service argument "
-            f"or as the URL path ({backend.name}://HOST:PORT/SERVICE)"
+            f"or as the URL path ({backend.name}://{form})"
         )
     log.debug(
         "instancer of %r on backend %s with %s", service, backend.name, redacted(backend, resolved)
     )
-    return backend.instancer(service, **resolved)
+    key = (backend, service, options_key(resolved))
+    return watches().instancer(key, lambda: backend.instancer(service, **resolved))
 
 
 def registrar(

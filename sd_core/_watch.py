@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Iterable
 
@@ -11,10 +10,12 @@ from ._broadcast import BaseInstancer
 from ._errors import BackendUnavailableError, SDError
 from ._event import Event
 from ._instance import Instance
+from ._secrets import logger, scrub, scrub_error
+from ._timeouts import check_timeout
 
 __all__ = ["Watch", "WatchContext", "WatchInstancer"]
 
-log = logging.getLogger("sd_core.instancer")
+log = logger("sd_core.instancer")
 
 
 class WatchContext:
@@ -35,9 +36,10 @@ class WatchContext:
         """Report the complete current set of instances (never a delta)."""
         self._owner._published(Event(instances))
 
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``; True (at once) if the instancer is stopping."""
-        return self._stop.wait(seconds)
+    def wait(self, seconds: float | None) -> bool:
+        """Sleep up to ``seconds`` (``None``: until stopping); True (at once) if the
+        instancer is stopping."""
+        return self._stop.wait(check_timeout("seconds", seconds))
 
     def on_stop(self, interrupt: Callable[[], None]) -> None:
         """Call ``interrupt`` when the instancer stops, to break a blocking call.
@@ -97,6 +99,7 @@ class WatchInstancer(BaseInstancer):
         self._on_close = on_close
         self._join_timeout = join_timeout
         self._ctx = WatchContext(self)
+        self._crashed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"sd-watch-{name}", daemon=True)
         self._thread.start()
 
@@ -106,26 +109,32 @@ class WatchInstancer(BaseInstancer):
 
     def _run(self) -> None:
         ctx = self._ctx
-        while not ctx.stopping:
-            ctx._new_run()
-            try:
-                self._watch(ctx)
-            except Exception as exc:
-                if ctx.stopping:
-                    break
-                self._failed(exc)
-            else:
-                if ctx.stopping:
-                    break
-                log.debug("%s: watch returned; starting it again", self.name)
-            ctx.wait(self._backoff.next())
+        try:
+            while not ctx.stopping:
+                ctx._new_run()
+                try:
+                    self._watch(ctx)
+                except BaseException as exc:  # a watch must not end the thread, whatever it raises
+                    if ctx.stopping:
+                        break
+                    self._failed(exc)
+                else:
+                    if ctx.stopping:
+                        break
+                    log.debug("%s: watch returned; starting it again", self.name)
+                ctx.wait(self._backoff.next())
+        except BaseException as exc:  # pragma: no cover - the machinery itself failed
+            self._crashed = exc
+            log.critical("%s: the watch thread ended: %r", self.name, exc, exc_info=True)
+            raise
 
-    def _failed(self, exc: Exception) -> None:
+    def _failed(self, exc: BaseException) -> None:
         error: SDError
+        scrub_error(exc)
         if isinstance(exc, SDError):
             error = exc
         else:
-            error = BackendUnavailableError(f"{self.name}: {type(exc).__name__}: {exc}")
+            error = BackendUnavailableError(f"{self.name}: {type(exc).__name__}: {scrub(str(exc))}")
             error.__cause__ = exc
         current = self.state
         if current is None or current.ok:
@@ -149,5 +158,12 @@ class WatchInstancer(BaseInstancer):
             on_close()
 
     def __repr__(self) -> str:
-        state = "stopped" if self.stopped else "watching"
+        if self.stopped:
+            state = "stopped"
+        elif not self._thread.is_alive():
+            state = f"dead ({type(self._crashed).__name__})" if self._crashed else "dead"
+        elif self._state is not None and self._state.error is not None:
+            state = "failing"
+        else:
+            state = "watching"
         return f"<{type(self).__name__} {self.name} {state}>"

@@ -60,6 +60,7 @@ def test_endpoints_are_reused_created_for_new_and_closed_for_gone() -> None:
     second = {c.instance.id: c for c in cache.endpoints()}
     assert second["i2"] is first["i2"]
     assert len(tracker.made) == 3
+    assert cache.settle()
     assert tracker.closes == Counter({id(first["i1"]): 1})
     cache.close()
     assert all(tracker.closes[id(c)] == 1 for c in tracker.made)
@@ -76,6 +77,7 @@ def test_same_id_new_address_gets_a_new_endpoint_and_metadata_change_keeps_it() 
     assert cache.entries()[0].instance.tags == {"new"}
     cache.update(Event([Instance("10.0.0.2", 1001, id="i1")]))
     (new,) = cache.endpoints()
+    assert cache.settle()
     assert new is not old and tracker.closes[id(old)] == 1
     cache.close()
 
@@ -113,6 +115,7 @@ def test_factory_may_return_endpoint_and_closer() -> None:
     cache.update(Event([inst(1)]))
     assert cache.endpoints() == ["i1"]
     cache.update(Event([]))
+    assert cache.settle()
     assert closed == ["i1"]
 
 
@@ -128,7 +131,9 @@ def test_in_flight_endpoint_is_closed_after_its_request_ends() -> None:
         balancer = LeastPending(endpointer)
         with balancer.choose() as conn:
             instancer.set([inst(2)])
+            assert endpointer._cache.settle()
             assert tracker.closes[id(conn)] == 0
+        assert endpointer._cache.settle()
         assert tracker.closes[id(conn)] == 1
 
 
@@ -142,9 +147,11 @@ def test_drain_timeout_closes_a_hung_request_endpoint(caplog: pytest.LogCaptureF
     drainer = endpointer._cache._drainer
     assert drainer is not None
     drainer.join(5)
+    assert endpointer._cache.settle()
     assert tracker.closes[id(conn)] == 1
     assert "drain timeout" in caplog.text
     choice.__exit__(None, None, None)  # the late end of the request closes nothing twice
+    assert endpointer._cache.settle()
     assert tracker.closes[id(conn)] == 1
     endpointer.close()
 
@@ -182,6 +189,7 @@ def test_invalidate_on_error_closes_everything_after_the_deadline() -> None:
     now[0] += 0.2
     with pytest.raises(BackendUnavailableError, match="down"):
         cache.endpoints()
+    assert cache.settle()
     assert tracker.closes[id(tracker.made[0])] == 1
     cache.update(Event([inst(1)]))
     assert len(cache.endpoints()) == 1
@@ -241,6 +249,7 @@ def test_any_sequence_of_events_serves_the_last_set_and_closes_each_endpoint_onc
             expected.setdefault(instance.id, (instance.host, instance.port))
         got = {c.instance.id: (c.instance.host, c.instance.port) for c in cache.endpoints()}
         assert got == expected
+        assert cache.settle()
         live = {id(c) for c in cache.endpoints()}
         assert all(tracker.closes[id(c)] == (0 if id(c) in live else 1) for c in tracker.made)
     else:

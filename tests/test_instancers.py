@@ -106,7 +106,7 @@ def test_subscribe_context_manager_unsubscribes() -> None:
     with inst.subscribe() as sub:
         assert next(sub).instances == (A,)
     assert sub.closed
-    assert inst._subscribers == []
+    assert inst.subscribers == 0
 
 
 async def test_subscribe_async_iterates_events_pushed_from_another_thread() -> None:

@@ -163,7 +163,7 @@ def test_backends_lists_installed(rec: RecordingBackend) -> None:
 
 def test_instancer_by_name_gets_every_option_with_defaults(rec: RecordingBackend) -> None:
     with sd_core.instancer("rec", "web") as instancer:
-        assert isinstance(instancer, FixedInstancer)
+        assert isinstance(instancer.source, FixedInstancer)  # type: ignore[attr-defined]
     assert rec.calls == [
         (
             "web",

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import click
 
 from sd_core._errors import SDError
+from sd_core._secrets import scrub
 
 from ._signals import Interrupted
 from .plugins import plugins
@@ -48,6 +49,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     except Interrupted as exc:
         sys.exit(128 + exc.signum)
     except (SDError, ValueError, OSError) as exc:
-        click.echo(f"sd: error: {exc}", err=True)
+        click.echo(f"sd: error: {scrub(str(exc))}", err=True)
         sys.exit(1)
     sys.exit(status if isinstance(status, int) else 0)

@@ -11,6 +11,7 @@ from rich.text import Text
 
 from sd_core._event import Event
 from sd_core._instance import Instance
+from sd_core._secrets import scrub
 
 __all__ = ["error_text", "event_json", "instance_json", "instances_table"]
 
@@ -33,7 +34,7 @@ def instance_json(instance: Instance) -> dict[str, Any]:
 
 def error_text(error: BaseException) -> str:
     """One line describing the error an event carries."""
-    message = str(error)
+    message = scrub(str(error))
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 

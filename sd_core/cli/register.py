@@ -9,6 +9,7 @@ import click
 from sd_core._selection import registrar
 from sd_core._url import parse_backend
 
+from ._health import health_printer
 from ._params import backend_options, parse_options, registration, registration_options
 from ._signals import Interrupted, stop_on_signals, wait_for_signal
 
@@ -33,7 +34,11 @@ def register(
     zone: str,
     options: tuple[str, ...],
 ) -> None:
-    """Register an instance of a service until SIGINT or SIGTERM, then deregister."""
+    """Register an instance of a service until SIGINT or SIGTERM, then deregister.
+
+    Changes of the registration's health (renewals failing, the backend losing it, its
+    restore) are printed to stderr as they happen.
+    """
     reg = registration(
         backend,
         service=service,
@@ -49,6 +54,7 @@ def register(
     name = parse_backend(backend).backend
     with stop_on_signals():
         announcer = registrar(backend, reg, **parse_options(options))
+        announcer.on_health_change(health_printer(reg))
         try:
             announcer.register()
             click.echo(
