@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
+import math
 import os
 import shutil
 import subprocess
@@ -17,13 +19,32 @@ from pathlib import Path
 import pytest
 
 import sd_core
-from sd_core import ConfigError, Event, Registration, Subscription, WatchInstancer
+from sd_core import (
+    ConfigError,
+    Event,
+    Instancer,
+    Registration,
+    RegistrationError,
+    Subscription,
+    WatchInstancer,
+)
+from sd_core._dispatch import never_blocks
 from sd_core.local import LocalBackend
+from sd_core.local import _instancer as local_instancer_module
 from sd_core.local._instancer import POLL_INTERVAL, ServiceWatch
-from sd_core.local._store import Entry, entry_path, own_start, service_dir, write_atomic
+from sd_core.local._store import (
+    MAX_ENTRY_BYTES,
+    Entry,
+    entry_path,
+    own_start,
+    service_dir,
+    write_atomic,
+)
+from sd_core.testing import RegisteringChild
 
 SERVICE = "web"
 WAIT = 3.0
+OTHER_HOST = "another-host.invalid"
 
 
 @pytest.fixture
@@ -86,6 +107,51 @@ def write_entry(
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, entry.to_json())
     return path
+
+
+class Recorder:
+    """Every event an instancer publishes, in order, none skipped (it never blocks)."""
+
+    def __init__(self, instancer: Instancer) -> None:
+        self.events: list[Event] = []
+        self._changed = threading.Condition()
+
+        @never_blocks
+        def record(event: Event) -> None:
+            with self._changed:
+                self.events.append(event)
+                self._changed.notify_all()
+
+        instancer.register(record)
+
+    def wait(self, check: Callable[[Event], bool], since: int = 0, timeout: float = WAIT) -> int:
+        """The index of the first event at or after ``since`` that passes ``check``."""
+        with self._changed:
+            found = self._changed.wait_for(
+                lambda: any(check(e) for e in self.events[since:]), timeout
+            )
+            events = list(self.events)
+        if not found:
+            pytest.fail(f"no matching event within {timeout} s; last: {events[-1:]!r}")
+        return next(n for n in range(since, len(events)) if check(events[n]))
+
+
+_sentinels = itertools.count()
+
+
+def sentinel(root: Path, *recorders: Recorder) -> int:
+    """Write one more entry and wait until every recorder saw it: each watcher has then
+    scanned everything that happened before (events arrive in order). Returns the index of
+    the first recorder's event that shows it. (Its time is far ahead, so that a watcher
+    whose clock is ahead sees it at once too.)"""
+    name = f"sentinel-{next(_sentinels)}"
+    write_entry(root, name, age=-2 * SKEW)
+    found = [recorder.wait(lambda e: name in ids(e)) for recorder in recorders]
+    return found[0]
+
+
+def ports(event: Event, instance_id: str) -> set[int]:
+    return {i.port for i in event.instances if i.id == instance_id}
 
 
 def dead_pid() -> int:
@@ -222,20 +288,35 @@ def test_foreign_files_are_ignored_quietly(
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
 
 
-def test_a_stale_entry_is_not_an_instance_and_is_removed(root: Path, sub: Subscription) -> None:
-    stale = write_entry(root, "stale", ttl=5, age=10)
-    write_entry(root, "fresh")
-    wait_for(sub, lambda e: ids(e) == {"fresh"})
-    poll(lambda: not stale.exists())
+def test_a_stale_entry_of_another_host_is_hidden_then_removed(root: Path) -> None:
+    with LocalBackend().instancer(SERVICE, path=str(root)) as instancer:
+        recorder = Recorder(instancer)
+        stale = write_entry(root, "stale", ttl=0.5, age=10, hostname=OTHER_HOST)
+        write_entry(root, "fresh")
+        recorder.wait(lambda e: ids(e) == {"fresh"})
+        # Removed only once this watcher itself saw it unchanged for longer than its TTL.
+        poll(lambda: not stale.exists())
+    assert not any("stale" in ids(e) for e in recorder.events)
+
+
+def test_a_stale_entry_of_a_live_process_here_is_hidden_not_deleted(root: Path) -> None:
+    with LocalBackend().instancer(SERVICE, path=str(root)) as instancer:
+        recorder = Recorder(instancer)
+        stale = write_entry(root, "stale", ttl=5, age=10)  # this process: alive
+        write_entry(root, "fresh")
+        recorder.wait(lambda e: ids(e) == {"fresh"})
+        sentinel(root, recorder)
+    assert not any("stale" in ids(e) for e in recorder.events)
+    assert stale.exists()  # it writes its entry again when it runs again
 
 
 def test_an_entry_expires_without_any_file_event(root: Path, sub: Subscription) -> None:
-    path = write_entry(root, "short", ttl=0.5)
+    path = write_entry(root, "short", ttl=0.5, hostname=OTHER_HOST)
     wait_for(sub, lambda e: ids(e) == {"short"})
     seen = time.monotonic()
     wait_for(sub, lambda e: not e.instances, timeout=3.0)
     assert time.monotonic() - seen < 1.5  # well before the 5 s idle re-scan
-    assert not path.exists()
+    poll(lambda: not path.exists())
 
 
 def test_an_entry_of_a_dead_process_is_removed(root: Path, sub: Subscription) -> None:
@@ -339,3 +420,307 @@ def test_selected_by_url(root: Path) -> None:
         sd_core.registrar("local", reg, path=str(root)),
     ):
         wait_for(sub, lambda e: ids(e) == {"a"})
+
+
+# -- a bad file costs that file only (whatever it is) --------------------------------------
+def _entry_text(root: Path, instance_id: str) -> str:
+    """The JSON of a fresh, valid entry of this live process (not left in the folder)."""
+    path = write_entry(root, instance_id)
+    text = path.read_text()
+    path.unlink()
+    return text
+
+
+def _with(text: str, key: str, raw: str) -> bytes:
+    """``text`` with the value of ``key`` replaced by the raw JSON ``raw``."""
+    doc = json.loads(text)
+    marker = "__replaced__"
+    doc[key] = marker
+    return json.dumps(doc, indent=1).replace(f'"{marker}"', raw).encode()
+
+
+def _fifo(path: Path, root: Path) -> None:
+    os.mkfifo(path)
+
+
+def _symlink_to_fifo(path: Path, root: Path) -> None:
+    target = root.parent / f"fifo-{path.name}"
+    os.mkfifo(target)
+    path.symlink_to(target)
+
+
+BAD_FILES: dict[str, Callable[[Path, Path], None]] = {
+    # What a user or another process can put in the folder under a name ending in .json.
+    "deep nesting": lambda path, root: path.write_bytes(b"[" * 30_000 + b"]" * 30_000),
+    "deep nesting in meta": lambda path, root: path.write_bytes(
+        _with(_entry_text(root, path.stem), "meta", "[" * 30_000 + "]" * 30_000)
+    ),
+    "ttl 1e400": lambda path, root: path.write_bytes(
+        _with(_entry_text(root, path.stem), "ttl", "1e400")
+    ),
+    "ttl 10**400": lambda path, root: path.write_bytes(
+        _with(_entry_text(root, path.stem), "ttl", "1" + "0" * 400)
+    ),
+    "refreshed 1e400": lambda path, root: path.write_bytes(
+        _with(_entry_text(root, path.stem), "refreshed", "1e400")
+    ),
+    "refreshed 10**400": lambda path, root: path.write_bytes(
+        _with(_entry_text(root, path.stem), "refreshed", "1" + "0" * 400)
+    ),
+    "pid beyond a C int": lambda path, root: path.write_bytes(
+        _with(_entry_text(root, path.stem), "pid", str(2**31))
+    ),
+    "pid of 2**70": lambda path, root: path.write_bytes(
+        _with(_entry_text(root, path.stem), "pid", str(2**70))
+    ),
+    "an integer of 5000 digits": lambda path, root: path.write_bytes(
+        _with(_entry_text(root, path.stem), "port", "9" * 5000)
+    ),
+    "over the size limit": lambda path, root: path.write_bytes(b" " * (MAX_ENTRY_BYTES + 1)),
+    "a FIFO": _fifo,
+    "a symbolic link to a FIFO": _symlink_to_fifo,
+    "a directory": lambda path, root: path.mkdir(),
+    "a symbolic link to /dev/zero": lambda path, root: path.symlink_to("/dev/zero"),
+    "a symbolic link to nothing": lambda path, root: path.symlink_to(root / "nowhere"),
+}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="FIFOs, devices and symbolic links")
+@pytest.mark.parametrize("kind", list(BAD_FILES))
+def test_a_bad_file_is_skipped_and_discovery_goes_on(
+    root: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="sd_core.local")
+    folder = service_dir(root, SERVICE)
+    folder.mkdir(parents=True)
+    make = BAD_FILES[kind]
+    write_entry(root, "good")
+    make(folder / "before.json", root)  # there when the instancer starts
+    before = set(threading.enumerate())
+    instancer = LocalBackend().instancer(SERVICE, path=str(root))
+    try:
+        recorder = Recorder(instancer)
+        recorder.wait(lambda e: ids(e) == {"good"})
+        make(folder / "during.json", root)  # appears while it watches
+        write_entry(root, "later")  # later changes still arrive
+        recorder.wait(lambda e: ids(e) == {"good", "later"})
+        write_entry(root, "later", ttl=20)  # a rewrite: another scan that meets both
+        sentinel(root, recorder)
+    finally:
+        instancer.stop()
+    started = set(threading.enumerate()) - before
+    assert not [t.name for t in started if t.name.startswith("sd-watch-")]  # stop() joined it
+    assert all(e.ok for e in recorder.events), [e for e in recorder.events if not e.ok]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for name in ("before.json", "during.json"):
+        assert sum(name in message for message in warnings) == 1, warnings
+        assert os.path.lexists(folder / name)  # not ours to delete
+
+
+# -- an entry too large to be read is refused ----------------------------------------------
+def test_an_oversized_registration_is_refused_at_register(root: Path) -> None:
+    reg = Registration(SERVICE, "127.0.0.1", 20001, id="big", meta={"blob": "x" * 70_000})
+    registrar = LocalBackend().registrar(reg, path=str(root))
+    with pytest.raises(RegistrationError) as raised:
+        registrar.register()
+    message = str(raised.value)
+    assert f"{MAX_ENTRY_BYTES} bytes" in message, message
+    assert "meta" in message and "'blob'" in message, message
+    assert not registrar.registered
+    assert not registrar.path.exists()
+    registrar.close()
+
+
+def test_an_entry_just_within_the_limit_is_registered_and_discovered(
+    root: Path, sub: Subscription
+) -> None:
+    reg = Registration(SERVICE, "127.0.0.1", 20001, id="large", meta={"blob": "x" * 60_000})
+    with LocalBackend().registrar(reg, path=str(root)):
+        event = wait_for(sub, lambda e: ids(e) == {"large"})
+    assert event.instances[0].meta["blob"] == "x" * 60_000
+
+
+# -- several registrants of one id ---------------------------------------------------------
+def _shared(port: int, ttl: float = 30.0) -> Registration:
+    return Registration(SERVICE, "127.0.0.1", port, id="shared", ttl=ttl)
+
+
+def test_same_id_in_two_processes_the_latest_is_shown_and_none_vanishes(root: Path) -> None:
+    options = {"path": str(root)}
+    with (
+        LocalBackend().instancer(SERVICE, path=str(root)) as instancer,
+        contextlib.ExitStack() as stack,
+    ):
+        recorder = Recorder(instancer)
+        first = stack.enter_context(RegisteringChild("local", _shared(20001), options))
+        recorder.wait(lambda e: ports(e, "shared") == {20001})
+        second = stack.enter_context(RegisteringChild("local", _shared(20002), options))
+        start = recorder.wait(lambda e: ports(e, "shared") == {20002})
+        # The later registration goes: the earlier one is shown again, with no gap.
+        second.close()
+        recorder.wait(lambda e: ports(e, "shared") == {20001}, since=start)
+        end = sentinel(root, recorder)
+        assert all("shared" in ids(e) for e in recorder.events[start:end])
+        # The earlier registration goes while a later one is shown: nothing changes.
+        third = stack.enter_context(RegisteringChild("local", _shared(20003), options))
+        start = recorder.wait(lambda e: ports(e, "shared") == {20003})
+        first.close()
+        end = sentinel(root, recorder)
+        assert all(ports(e, "shared") == {20003} for e in recorder.events[start:end])
+        third.close()
+        recorder.wait(lambda e: "shared" not in ids(e), since=end)
+
+
+def test_same_id_twice_in_one_process_neither_removes_the_other(root: Path) -> None:
+    backend = LocalBackend()
+    with backend.instancer(SERVICE, path=str(root)) as instancer:
+        recorder = Recorder(instancer)
+        with backend.registrar(_shared(20001), path=str(root)) as first:
+            with backend.registrar(_shared(20002), path=str(root)):
+                start = recorder.wait(lambda e: ports(e, "shared") == {20002})
+            recorder.wait(lambda e: ports(e, "shared") == {20001}, since=start)
+            end = sentinel(root, recorder)
+            assert all("shared" in ids(e) for e in recorder.events[start:end])
+            assert first.restores == 0
+        recorder.wait(lambda e: "shared" not in ids(e), since=end)
+
+
+# -- clocks: a watcher judges staleness by what it saw, and deletes nothing on its clock -----
+SKEW = 3600.0
+"""How far ahead the skewed watcher's clock is: far more than any TTL here."""
+
+
+@contextlib.contextmanager
+def skewed_watcher(root: Path, skew: float = SKEW) -> Iterator[Recorder]:
+    watch = ServiceWatch(root, SERVICE, clock=lambda: time.time() + skew)
+    with WatchInstancer(watch, name="local-skewed") as instancer:
+        yield Recorder(instancer)
+
+
+class RemoteWriter:
+    """Keeps an entry of another host alive, as that host's registrar would (every ttl / 3,
+    with a correct clock), until stopped."""
+
+    def __init__(self, root: Path, instance_id: str, ttl: float) -> None:
+        self.root, self.instance_id, self.ttl = root, instance_id, ttl
+        self.path = write_entry(root, instance_id, ttl=ttl, hostname=OTHER_HOST)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="test-remote-writer")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.ttl / 3):
+            write_entry(self.root, self.instance_id, ttl=self.ttl, hostname=OTHER_HOST)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(WAIT)
+
+
+def refreshed(path: Path) -> float:
+    """The refresh time in an entry file (-inf while there is none)."""
+    try:
+        value: float = json.loads(path.read_text())["refreshed"]
+    except FileNotFoundError:
+        return -math.inf
+    return value
+
+
+def test_a_watcher_with_its_clock_ahead_deletes_nothing_and_nothing_flaps(root: Path) -> None:
+    ttl = 1.2
+    everyone = {"here", "child", "remote"}
+    with (
+        LocalBackend().instancer(SERVICE, path=str(root)) as instancer,
+        LocalBackend().registrar(
+            Registration(SERVICE, "127.0.0.1", 20001, id="here", ttl=ttl), path=str(root)
+        ) as registrar,
+        RegisteringChild(
+            "local",
+            Registration(SERVICE, "127.0.0.1", 20002, id="child", ttl=ttl),
+            {"path": str(root)},
+        ),
+    ):
+        remote = RemoteWriter(root, "remote", ttl)
+        try:
+            honest = Recorder(instancer)
+            start = honest.wait(lambda e: ids(e) == everyone)
+            with skewed_watcher(root) as skewed:
+                # Several TTLs of keepalives, each scanned by both watchers.
+                since = time.time()
+                poll(lambda: refreshed(registrar.path) > since + 2 * ttl, timeout=2 * ttl + WAIT)
+                end = sentinel(root, honest)
+                flaps = [e for e in honest.events[start:end] if not everyone <= ids(e)]
+                assert flaps == []  # no other watcher ever saw an entry go
+                assert registrar.restores == 0  # its file was never deleted
+                # Entries it could not date were hidden at first, not deleted; each is
+                # shown from the first rewrite it saw.
+                skewed.wait(lambda e: everyone <= ids(e))
+            # A writer that really stopped is still found out, and its entry removed.
+            remote.stop()
+            honest.wait(lambda e: "remote" not in ids(e), since=end, timeout=ttl + WAIT)
+            poll(lambda: not remote.path.exists())
+        finally:
+            remote.stop()
+
+
+def test_a_leftover_temp_file_is_removed_on_observation_not_on_its_times(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_instancer_module, "STALE_TMP", 0.3)
+    folder = service_dir(root, SERVICE)
+    folder.mkdir(parents=True)
+    leftover = folder / ".tmp-crashed.tmp"
+    leftover.write_bytes(b'{"format": ')
+    os.utime(leftover, (0, 0))  # its times say 1970: no clock is trusted with deleting
+    watch = ServiceWatch(root, SERVICE)
+    watch.scan()
+    assert leftover.exists()
+    poll(lambda: watch.scan() is not None and not leftover.exists())
+
+
+def test_a_killed_registrant_disappears_promptly_for_every_watcher(root: Path) -> None:
+    ttl = 2.0
+    reg = Registration(SERVICE, "127.0.0.1", 20002, id="child", ttl=ttl)
+    with (
+        LocalBackend().instancer(SERVICE, path=str(root)) as instancer,
+        skewed_watcher(root) as skewed,
+        RegisteringChild("local", reg, {"path": str(root)}) as child,
+    ):
+        honest = Recorder(instancer)
+        for recorder in (honest, skewed):
+            recorder.wait(lambda e: ids(e) == {"child"})
+        starts = [len(honest.events), len(skewed.events)]
+        child.kill()
+        killed = time.monotonic()
+        for recorder, start in zip((honest, skewed), starts, strict=True):
+            recorder.wait(lambda e: not e.instances, since=start, timeout=ttl + WAIT)
+        # Found out by its pid at the next scan (at most ttl / 2 later), not by its TTL.
+        assert time.monotonic() - killed < ttl
+        poll(lambda: not any(service_dir(root, SERVICE).iterdir()))
+
+
+def test_a_stalled_registrant_disappears_after_its_ttl_and_returns_when_resumed(
+    root: Path,
+) -> None:
+    ttl = 1.0
+    reg = Registration(SERVICE, "127.0.0.1", 20002, id="child", ttl=ttl)
+    with (
+        LocalBackend().instancer(SERVICE, path=str(root)) as instancer,
+        skewed_watcher(root) as skewed,
+        RegisteringChild("local", reg, {"path": str(root)}) as child,
+    ):
+        honest = Recorder(instancer)
+        for recorder in (honest, skewed):
+            recorder.wait(lambda e: ids(e) == {"child"})
+        [path] = service_dir(root, SERVICE).iterdir()
+        starts = [len(honest.events), len(skewed.events)]
+        child.pause()
+        paused = time.monotonic()
+        for recorder, start in zip((honest, skewed), starts, strict=True):
+            recorder.wait(lambda e: not e.instances, since=start, timeout=ttl + WAIT)
+        assert time.monotonic() - paused < ttl + 1.0
+        assert path.exists()  # hidden, not deleted: its process still exists
+        starts = [len(honest.events), len(skewed.events)]
+        child.resume()  # it writes its entry again, and is back
+        for recorder, start in zip((honest, skewed), starts, strict=True):
+            recorder.wait(lambda e: ids(e) == {"child"}, since=start)

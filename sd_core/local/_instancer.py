@@ -8,21 +8,24 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import watchfiles
 
 from sd_core._instance import Instance
+from sd_core._secrets import logger
 from sd_core._watch import WatchContext, WatchInstancer
 
 from ._store import (
     ENTRY_SUFFIX,
-    MAX_ENTRY_BYTES,
     TMP_PREFIX,
     Entry,
     EntryError,
-    dead_reason,
+    check_regular,
     ensure_dir,
+    pid_alive,
+    read_entry_file,
     service_dir,
     this_hostname,
     wall_clock,
@@ -30,7 +33,7 @@ from ._store import (
 
 __all__ = ["ServiceWatch", "local_instancer"]
 
-log = logging.getLogger("sd_core.local")
+log = logger("sd_core.local")
 
 STEP_MS = 5
 """How often watchfiles looks for new file events; a change is seen after about two steps."""
@@ -42,7 +45,9 @@ MIN_RESCAN = 0.02
 POLL_INTERVAL = 0.2
 """The scan period when file events are unavailable."""
 STALE_TMP = 60.0
-"""A temp file older than this was left by a writer that crashed; it is removed."""
+"""A temp file seen unchanged for this long was left by a writer that crashed; it is removed."""
+MAX_PROBLEM = 200
+"""How much of what is wrong with a file a warning quotes."""
 
 _Identity = tuple[int, int] | None
 _Version = tuple[int, int, int]
@@ -57,7 +62,7 @@ def _not_from_our_watchers(record: logging.LogRecord) -> bool:
     return not record.threadName or not record.threadName.startswith("sd-watch-local:")
 
 
-logging.getLogger("watchfiles.main").addFilter(_not_from_our_watchers)
+logger("watchfiles.main").addFilter(_not_from_our_watchers)
 
 
 class _NoWatcher(Exception):
@@ -77,13 +82,35 @@ def _is_entry_change(change: watchfiles.Change, path: str) -> bool:
     return name.endswith(ENTRY_SUFFIX) and not name.startswith(".")
 
 
+@dataclass(slots=True)
+class _Seen:
+    """What the watcher knows of one version of one file of the folder."""
+
+    version: _Version
+    entry: Entry | None
+    """None: the file is not a valid entry (and was reported)."""
+    seen: float
+    """When this watcher first saw this version (monotonic clock)."""
+    written: float
+    """When the version was written, as far as this watcher can tell (monotonic clock)."""
+
+
 class ServiceWatch:
     """The watch function of a local instancer (see :class:`~sd_core.WatchInstancer`).
 
     Scans the service folder when a file event arrives (with watchfiles; polling where
     events are unavailable) and again before the earliest entry expires and at least every
     ``min(ttl) / 2``, so that stale entries and dead processes drop out without any event.
-    Dead entries are deleted. A file that is not a valid entry is skipped with one warning.
+
+    Staleness is judged by what this watcher observed, on its monotonic clock: an entry is
+    stale once its file has not been rewritten for longer than its TTL. Only for a file it
+    had not seen before does it estimate the age from the entry's ``refreshed`` time and
+    its ``clock``; a clock that is off can hide an entry until its next keepalive, never
+    delete one. Entries of processes gone from this host are deleted; stale entries of a
+    live process on this host are hidden, never deleted (the process rewrites its file when
+    it runs again); stale entries of other hosts are deleted once this watcher itself saw
+    them unchanged for longer than their TTL. A file that is not a valid entry (whatever
+    it holds, and whatever it is: a FIFO, a directory, a device) is skipped with one warning.
     """
 
     def __init__(
@@ -101,7 +128,8 @@ class ServiceWatch:
         self._clock = clock
         self._warned: set[str] = set()
         """Files reported as invalid; reported again only after they were valid or gone."""
-        self._parsed: dict[str, tuple[_Version, Entry]] = {}
+        self._seen: dict[str, _Seen] = {}
+        self._tmp_seen: dict[str, tuple[_Version, float]] = {}
 
     def __call__(self, ctx: WatchContext) -> None:
         stop = threading.Event()
@@ -178,90 +206,146 @@ class ServiceWatch:
 
     def scan(self) -> tuple[list[Instance], float]:
         """The live instances, and the seconds until the folder should be scanned again."""
-        now = self._clock()
+        now = time.monotonic()
         hostname = this_hostname()
-        live: dict[str, Entry] = {}
+        live: dict[str, tuple[tuple[float, str], Entry]] = {}
         recheck = MAX_RESCAN
         names: set[str] = set()
+        tmp_names: set[str] = set()
         try:
             listing = list(os.scandir(self.folder))
         except FileNotFoundError:
+            self._seen.clear()
+            self._tmp_seen.clear()
             return [], MIN_RESCAN
         for item in listing:
             name = item.name
             if name.startswith(TMP_PREFIX):
+                tmp_names.add(name)
                 self._remove_stale_tmp(item, now)
                 continue
             if name.startswith(".") or not name.endswith(ENTRY_SUFFIX):
                 continue  # not ours: editor and other foreign files
             names.add(name)
-            read = self._read(item)
-            if read is None:
-                continue
-            entry, inode = read
-            reason = dead_reason(entry, now, hostname)
-            if reason is not None:
-                self._remove_dead(item.path, inode, entry, reason)
-                continue
-            ttl = entry.registration.ttl
-            recheck = min(recheck, ttl / 2, entry.expires_at - now + MIN_RESCAN)
-            known = live.get(entry.registration.id)
-            if known is None or entry.refreshed > known.refreshed:
-                live[entry.registration.id] = entry
+            try:
+                seen = self._observe(item, now)
+                if seen is None or seen.entry is None:
+                    continue
+                entry = seen.entry
+                ttl = entry.registration.ttl
+                same_host = entry.hostname == hostname
+                if same_host and not pid_alive(entry.pid, entry.pid_start):
+                    self._remove(item.path, seen, f"process {entry.pid} is gone")
+                    continue
+                if now - seen.written > ttl:
+                    # Stale. Deleted only on this watcher's own observation, and never while
+                    # its process runs on this host: a process that was stopped for a while
+                    # writes its file again when it runs again.
+                    unchanged = now - seen.seen
+                    if same_host:
+                        recheck = min(recheck, ttl / 2)
+                    elif unchanged > ttl:
+                        self._remove(item.path, seen, f"not rewritten for {unchanged:.1f} s")
+                    else:
+                        recheck = min(recheck, ttl - unchanged + MIN_RESCAN)
+                    continue
+                recheck = min(recheck, ttl / 2, seen.written + ttl - now + MIN_RESCAN)
+                # Of several registrations of one id, the latest registered is the instance.
+                rank = (entry.registered or 0.0, name)
+                known = live.get(entry.registration.id)
+                if known is None or rank > known[0]:
+                    live[entry.registration.id] = (rank, entry)
+            except (ArithmeticError, ValueError, TypeError, RecursionError) as exc:
+                # Whatever a file holds, it costs that file only.
+                self._seen.pop(name, None)
+                self._warn(name, f"{type(exc).__name__}: {exc}")
         self._warned &= names
-        for gone in self._parsed.keys() - names:
-            del self._parsed[gone]
-        return [e.registration.instance() for e in live.values()], max(recheck, MIN_RESCAN)
+        for gone in self._seen.keys() - names:
+            del self._seen[gone]
+        for gone in self._tmp_seen.keys() - tmp_names:
+            del self._tmp_seen[gone]
+        instances = [entry.registration.instance() for _, entry in live.values()]
+        return instances, max(recheck, MIN_RESCAN)
 
-    def _read(self, item: os.DirEntry[str]) -> tuple[Entry, int] | None:
+    def _observe(self, item: os.DirEntry[str], now: float) -> _Seen | None:
+        """What is known of the file ``item`` names, reading it only when it changed; None
+        when it is gone."""
         # Every write replaces the file, so an unchanged (inode, mtime, size) means an
         # unchanged entry: only files written since the last scan are read and parsed.
+        name = item.name
         try:
-            st = item.stat()
-            cached = self._parsed.get(item.name)
-            if cached is not None and cached[0] == _version(st):
-                return cached[1], st.st_ino
-            with open(item.path, "rb") as file:
-                st = os.fstat(file.fileno())
-                data = file.read(MAX_ENTRY_BYTES + 1)
+            st = item.stat()  # follows a symbolic link: what it points to is what counts
         except FileNotFoundError:
+            if os.path.islink(item.path):
+                self._invalid(name, (0, 0, 0), now, "a symbolic link to nothing")
             return None
         except OSError as exc:
-            self._warn(item.name, f"unreadable: {exc}")
+            self._invalid(name, (0, 0, 0), now, f"unreadable: {exc}")
             return None
+        before = self._seen.get(name)
+        if before is not None and before.version == _version(st):
+            return before
         try:
-            if len(data) > MAX_ENTRY_BYTES:
-                raise EntryError(f"larger than {MAX_ENTRY_BYTES} bytes")
+            # Nothing but a regular file is opened, and that without blocking.
+            check_regular(st)
+            data, st = read_entry_file(item.path)
             entry = Entry.from_json(data)
             if entry.registration.service != self.service:
                 raise EntryError(f"it is an entry of service {entry.registration.service!r}")
-        except EntryError as exc:
-            self._warn(item.name, str(exc))
+        except FileNotFoundError:
             return None
-        self._warned.discard(item.name)
-        self._parsed[item.name] = (_version(st), entry)
-        return entry, st.st_ino
+        except OSError as exc:
+            return self._invalid(name, _version(st), now, f"unreadable: {exc}")
+        except EntryError as exc:
+            return self._invalid(name, _version(st), now, str(exc))
+        self._warned.discard(name)
+        written = now
+        previous = None if before is None else before.entry
+        if previous is None or entry.refreshed <= previous.refreshed:
+            # A file this watcher had not seen written: its age is an estimate from the
+            # entry's refresh time on this watcher's clock. A rewrite it saw (the writer's
+            # own refresh time moved on) is new now, whatever the clocks say.
+            written -= max(0.0, self._clock() - entry.refreshed)
+        seen = _Seen(_version(st), entry, now, written)
+        self._seen[name] = seen
+        return seen
+
+    def _invalid(self, name: str, version: _Version, now: float, problem: str) -> _Seen:
+        seen = _Seen(version, None, now, now)
+        self._seen[name] = seen
+        self._warn(name, problem)
+        return seen
 
     def _warn(self, name: str, problem: str) -> None:
         if name in self._warned:
             return
         self._warned.add(name)
+        if len(problem) > MAX_PROBLEM:
+            problem = problem[: MAX_PROBLEM - 3] + "..."
         log.warning("local: skipping %s: %s", self.folder / name, problem)
 
-    def _remove_dead(self, path: str, inode: int, entry: Entry, reason: str) -> None:
+    def _remove(self, path: str, seen: _Seen, reason: str) -> None:
         try:
-            # The registrar may have refreshed the file since it was read: each write is a
-            # new inode, so only the very file that was judged dead is removed.
-            if os.stat(path).st_ino == inode:
+            # The registrar may have rewritten the file since it was read: each write is a
+            # new file, so only the very version that was judged is removed.
+            if _version(os.stat(path)) == seen.version:
                 os.unlink(path)
         except OSError as exc:
             log.debug("local: could not remove %s: %s", path, exc)
             return
-        log.info("local: removed %s of service %s: %s", entry.registration.id, self.service, reason)
+        assert seen.entry is not None
+        reg = seen.entry.registration
+        log.info("local: removed %s of service %s: %s", reg.id, self.service, reason)
 
     def _remove_stale_tmp(self, item: os.DirEntry[str], now: float) -> None:
+        # Judged on this watcher's own observation, not on file times: a writer's temp file
+        # lives for a moment, unless the writer crashed between creating and renaming it.
         with contextlib.suppress(OSError):
-            if now - item.stat().st_mtime > STALE_TMP:
+            version = _version(item.stat(follow_symlinks=False))
+            known = self._tmp_seen.get(item.name)
+            if known is None or known[0] != version:
+                self._tmp_seen[item.name] = (version, now)
+            elif now - known[1] > STALE_TMP:
                 os.unlink(item.path)
 
 

@@ -9,7 +9,9 @@ import hashlib
 import json
 import math
 import os
+import secrets
 import socket
+import stat
 import sys
 import tempfile
 import time
@@ -25,17 +27,21 @@ __all__ = [
     "ENTRY_SUFFIX",
     "FORMAT",
     "MAX_ENTRY_BYTES",
+    "MAX_PID",
     "TMP_PREFIX",
     "Entry",
     "EntryError",
     "check_default_root",
-    "dead_reason",
+    "check_regular",
     "default_root",
     "encode_name",
     "ensure_dir",
     "entry_path",
+    "new_owner",
+    "oversize",
     "own_start",
     "pid_alive",
+    "read_entry_file",
     "service_dir",
     "this_hostname",
     "wall_clock",
@@ -48,6 +54,9 @@ FORMAT = "sd-local/1"
 ENTRY_SUFFIX = ".json"
 TMP_PREFIX = ".tmp-"
 MAX_ENTRY_BYTES = 64 * 1024
+"""The largest entry file a reader parses, and so the largest a registrar writes."""
+MAX_PID = 2**31 - 1
+"""The largest process id (a C ``int``, ``pid_t``)."""
 _READABLE_MAX = 80
 _HAVE_PROC = os.path.exists("/proc/self/stat")
 
@@ -103,9 +112,17 @@ def service_dir(root: Path, service: str) -> Path:
     return root / encode_name(service)
 
 
-def entry_path(root: Path, service: str, instance_id: str) -> Path:
-    """The file of one registered instance."""
-    return service_dir(root, service) / (encode_name(instance_id) + ENTRY_SUFFIX)
+def entry_path(root: Path, service: str, instance_id: str, owner: str = "") -> Path:
+    """The file of one registration of an instance: ``owner`` (see :func:`new_owner`) tells
+    apart the files of registrars that announce the same id."""
+    suffix = f".{owner}{ENTRY_SUFFIX}" if owner else ENTRY_SUFFIX
+    return service_dir(root, service) / (encode_name(instance_id) + suffix)
+
+
+def new_owner() -> str:
+    """A name for one registrar's file, unique among the registrars of an id: its process
+    id (for people reading the folder) and a random part (for registrars in one process)."""
+    return f"p{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def ensure_dir(root: Path, folder: Path) -> None:
@@ -127,6 +144,61 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+_O_READ = (
+    os.O_RDONLY
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOCTTY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+def _kind(mode: int) -> str:
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
+
+
+def check_regular(st: os.stat_result) -> None:
+    """Raise :class:`EntryError` unless ``st`` is a regular file of at most the size limit."""
+    if not stat.S_ISREG(st.st_mode):
+        raise EntryError(f"not a regular file: {_kind(st.st_mode)}")
+    if st.st_size > MAX_ENTRY_BYTES:
+        raise EntryError(f"{st.st_size} bytes, larger than the limit of {MAX_ENTRY_BYTES} bytes")
+
+
+def read_entry_file(path: str) -> tuple[bytes, os.stat_result]:
+    """The content of an entry file and its status, never blocking on what a user or another
+    process may have put in its place: it is opened without blocking (a FIFO, a device) and
+    read only when it is a regular file within :data:`MAX_ENTRY_BYTES`.
+
+    Raises :class:`EntryError` for a file that cannot be an entry, :class:`OSError` when it
+    cannot be read (``FileNotFoundError`` when it is gone).
+    """
+    fd = os.open(path, _O_READ)
+    try:
+        st = os.fstat(fd)
+        check_regular(st)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_ENTRY_BYTES:
+            chunk = os.read(fd, MAX_ENTRY_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > MAX_ENTRY_BYTES:
+        raise EntryError(f"larger than the limit of {MAX_ENTRY_BYTES} bytes")
+    return b"".join(chunks), st
+
+
 # -- the entry -----------------------------------------------------------------------------
 class EntryError(ValueError):
     """A file in a service folder is not a valid entry."""
@@ -141,17 +213,17 @@ class Entry:
     hostname: str
     pid_start: int | None
     refreshed: float
+    registered: float | None = None
+    """When the registrar registered (wall clock; unchanged by keepalives): of several live
+    entries with one id, the latest registration is the instance."""
 
     @classmethod
-    def for_this_process(cls, registration: Registration, now: float) -> Entry:
+    def for_this_process(
+        cls, registration: Registration, now: float, registered: float | None = None
+    ) -> Entry:
         """The entry this process writes for ``registration``, refreshed at ``now``."""
         pid = os.getpid()
-        return cls(registration, pid, this_hostname(), own_start(), now)
-
-    @property
-    def expires_at(self) -> float:
-        """The wall-clock time after which the entry is stale."""
-        return self.refreshed + self.registration.ttl
+        return cls(registration, pid, this_hostname(), own_start(), now, registered)
 
     def to_json(self) -> bytes:
         """The file's content."""
@@ -171,44 +243,59 @@ class Entry:
             "pid_start": self.pid_start,
             "hostname": self.hostname,
             "refreshed": self.refreshed,
+            "registered": self.registered,
         }
         return json.dumps(doc, indent=1).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Entry:
-        """Parse a file's content; raises :class:`EntryError` when it is not an entry."""
+        """Parse a file's content; raises :class:`EntryError` when it is not an entry.
+
+        Whatever the content (any nesting depth, any number), the only error is EntryError.
+        """
         try:
-            doc = json.loads(data)
+            return cls._from_json(data)
+        except EntryError:
+            raise
+        except RecursionError:
+            raise EntryError("nested too deeply") from None
+        except KeyError as exc:
+            raise EntryError(f"missing key {exc}") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise EntryError(f"not JSON: {exc}") from None
+        except OverflowError as exc:
+            raise EntryError(f"a number out of range: {exc}") from None
+        except (ValueError, TypeError) as exc:
+            # A value of the wrong type or range, an integer of too many digits.
+            raise EntryError(str(exc)) from None
+
+    @classmethod
+    def _from_json(cls, data: bytes) -> Entry:
+        doc = json.loads(data)
         if not isinstance(doc, dict):
             raise EntryError("not a JSON object")
         if doc.get("format") != FORMAT:
             raise EntryError(f"format is {doc.get('format')!r}, expected {FORMAT!r}")
-        try:
-            registration = Registration(
-                service=doc["service"],
-                host=doc["host"],
-                port=doc["port"],
-                id=doc["id"],
-                tags=frozenset(_str_list(doc["tags"])),
-                meta=doc["meta"],
-                ttl=doc["ttl"],
-                weight=doc["weight"],
-                zone=doc["zone"],
-            )
-            entry = cls(
-                registration,
-                _int(doc["pid"], "pid"),
-                _str(doc["hostname"], "hostname"),
-                None if doc["pid_start"] is None else _int(doc["pid_start"], "pid_start"),
-                _time(doc["refreshed"]),
-            )
-        except KeyError as exc:
-            raise EntryError(f"missing key {exc}") from None
-        except (TypeError, ValueError) as exc:
-            raise EntryError(str(exc)) from None
-        return entry
+        registration = Registration(
+            service=doc["service"],
+            host=doc["host"],
+            port=doc["port"],
+            id=doc["id"],
+            tags=frozenset(_str_list(doc["tags"])),
+            meta=doc["meta"],
+            ttl=doc["ttl"],
+            weight=doc["weight"],
+            zone=doc["zone"],
+        )
+        registered = doc.get("registered")
+        return cls(
+            registration,
+            _int(doc["pid"], "pid", 1, MAX_PID),
+            _str(doc["hostname"], "hostname"),
+            None if doc["pid_start"] is None else _int(doc["pid_start"], "pid_start", 0),
+            _time(doc["refreshed"], "refreshed"),
+            None if registered is None else _time(registered, "registered"),
+        )
 
 
 def _str_list(value: Any) -> list[str]:
@@ -217,10 +304,21 @@ def _str_list(value: Any) -> list[str]:
     return value
 
 
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise EntryError(f"{name} must be an integer, got {value!r}")
+def _int(value: Any, name: str, low: int, high: int | None = None) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < low
+        or (high is not None and value > high)
+    ):
+        bounds = f"in {low}..{high}" if high is not None else f">= {low}"
+        raise EntryError(f"{name} must be an integer {bounds}, got {_short(value)}")
     return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 128 else "<huge>"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _str(value: Any, name: str) -> str:
@@ -229,10 +327,45 @@ def _str(value: Any, name: str) -> str:
     return value
 
 
-def _time(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise EntryError(f"refreshed must be a time in seconds, got {value!r}")
-    return float(value)
+def _time(value: Any, name: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        with contextlib.suppress(OverflowError):
+            seconds = float(value)
+            if math.isfinite(seconds):
+                return seconds
+    raise EntryError(f"{name} must be a time in seconds, got {_short(value)}")
+
+
+def oversize(registration: Registration) -> str | None:
+    """Why the entry of ``registration`` cannot be written (it would exceed
+    :data:`MAX_ENTRY_BYTES`, so that every reader would skip it), or None when it fits."""
+    # The longest a float prints, so that no keepalive can write a larger file.
+    longest = -sys.float_info.max
+    worst = Entry(registration, MAX_PID, this_hostname(), 2**63, longest, longest)
+    size = len(worst.to_json())
+    if size <= MAX_ENTRY_BYTES:
+        return None
+    fields = {
+        "service": len(json.dumps(registration.service)),
+        "id": len(json.dumps(registration.id)),
+        "host": len(json.dumps(registration.host)),
+        "zone": len(json.dumps(registration.zone)),
+        "tags": len(json.dumps(sorted(registration.tags))),
+        "meta": len(json.dumps(dict(registration.meta))),
+    }
+    field = max(fields, key=lambda name: fields[name])
+    detail = f"{field}: {fields[field]} bytes"
+    if field == "meta":
+        key = max(registration.meta, key=lambda k: len(json.dumps({k: registration.meta[k]})))
+        value_bytes = len(json.dumps(registration.meta[key]))
+        detail += f", the value of meta key {key[:60]!r} alone {value_bytes} bytes"
+    elif field == "tags":
+        tag = max(registration.tags, key=lambda t: len(json.dumps(t)))
+        detail += f", the longest tag {len(json.dumps(tag))} bytes"
+    return (
+        f"its entry would take up to {size} bytes, over the limit of {MAX_ENTRY_BYTES} bytes "
+        f"for a local entry ({detail})"
+    )
 
 
 # -- liveness ------------------------------------------------------------------------------
@@ -256,13 +389,13 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
 
 def own_start() -> int | None:
     """This process's start time from /proc, where there is one (guards pid reuse)."""
-    stat = _proc_stat(os.getpid()) if _HAVE_PROC else None
-    return None if stat is None else stat[1]
+    proc = _proc_stat(os.getpid()) if _HAVE_PROC else None
+    return None if proc is None else proc[1]
 
 
 def pid_alive(pid: int, start: int | None) -> bool:
     """Whether process ``pid`` on this host runs, and is the one that started at ``start``."""
-    if pid <= 0:
+    if not 0 < pid <= MAX_PID:
         return False
     if sys.platform == "win32":
         return True  # os.kill(pid, 0) would terminate the process there
@@ -272,25 +405,17 @@ def pid_alive(pid: int, start: int | None) -> bool:
         return False
     except PermissionError:
         pass  # it exists, under another user
+    except OverflowError:
+        return False
     if not _HAVE_PROC:
         return True
-    stat = _proc_stat(pid)
-    if stat is None:
+    proc = _proc_stat(pid)
+    if proc is None:
         return False
-    state, started = stat
+    state, started = proc
     if state in ("Z", "X"):  # killed but not reaped yet
         return False
     return start is None or started == start
-
-
-def dead_reason(entry: Entry, now: float, hostname: str) -> str | None:
-    """Why ``entry`` is no longer an instance, or None while it is live."""
-    age = now - entry.refreshed
-    if age > entry.registration.ttl:
-        return f"not refreshed for {age:.1f} s (ttl {entry.registration.ttl:g} s)"
-    if entry.hostname == hostname and not pid_alive(entry.pid, entry.pid_start):
-        return f"process {entry.pid} is gone"
-    return None
 
 
 def wall_clock() -> float:
