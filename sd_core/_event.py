@@ -15,7 +15,8 @@ class Event:
     """Either the complete current set of instances or the error that stopped discovery.
 
     Never a delta: every event is the whole truth, so a subscriber that skips events loses
-    nothing. ``instances`` is a tuple in a stable order (by id, then address).
+    nothing. ``instances`` is a tuple in a stable order (by id, then address, then the other
+    fields): the same set in any order gives the same tuple.
     """
 
     instances: tuple[Instance, ...]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from ._closing import Closing
 from ._notifier import Notifier
 from ._secrets import scrub
+from ._timeouts import check_timeout
 
 __all__ = ["HealthChanges", "RegistrarHealth", "RegistrarState"]
 
@@ -103,25 +104,28 @@ class HealthChanges(Closing, Iterator[RegistrarHealth], AsyncIterator[RegistrarH
             return health, self._closed, self._notifier.version
 
     def get(self, timeout: float | None = None) -> RegistrarHealth:
-        """The next health; ``TimeoutError`` after ``timeout`` s, ``StopIteration`` once closed."""
+        """The next health; ``TimeoutError`` after ``timeout`` s (``None`` or ``math.inf``:
+        no limit), ``StopIteration`` once closed."""
+        deadline = _deadline(timeout)
         while True:
             health, closed, seen = self._take()
             if health is not None:
                 return health
             if closed:
                 raise StopIteration
-            if not self._notifier.wait(seen, timeout):
+            if not self._notifier.wait(seen, _left(deadline)):
                 raise TimeoutError(f"no change of health within {timeout} s")
 
     async def get_async(self, timeout: float | None = None) -> RegistrarHealth:
         """Async twin of :meth:`get`; raises ``StopAsyncIteration`` once closed."""
+        deadline = _deadline(timeout)
         while True:
             health, closed, seen = self._take()
             if health is not None:
                 return health
             if closed:
                 raise StopAsyncIteration
-            if not await self._notifier.wait_async(seen, timeout):
+            if not await self._notifier.wait_async(seen, _left(deadline)):
                 raise TimeoutError(f"no change of health within {timeout} s")
 
     def __next__(self) -> RegistrarHealth:
@@ -151,3 +155,12 @@ class HealthChanges(Closing, Iterator[RegistrarHealth], AsyncIterator[RegistrarH
 
 def _nothing() -> None:
     return None
+
+
+def _deadline(timeout: float | None) -> float | None:
+    limit = check_timeout("timeout", timeout)
+    return None if limit is None else time.monotonic() + limit
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())

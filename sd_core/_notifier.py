@@ -7,6 +7,8 @@ import contextlib
 import threading
 import time
 
+from ._timeouts import check_timeout
+
 __all__ = ["Notifier"]
 
 
@@ -40,7 +42,12 @@ class Notifier:
                 loop.call_soon_threadsafe(_resolve, future)
 
     def wait(self, seen: int, timeout: float | None) -> bool:
-        """Block until the version differs from ``seen``; False if ``timeout`` passed first."""
+        """Block until the version differs from ``seen``; False if ``timeout`` passed first.
+
+        ``timeout`` is in seconds; ``None`` or ``math.inf`` waits without limit; NaN raises
+        ``ValueError``.
+        """
+        timeout = check_timeout("timeout", timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._version == seen:
@@ -54,7 +61,9 @@ class Notifier:
             return True
 
     async def wait_async(self, seen: int, timeout: float | None) -> bool:
-        """Await until the version differs from ``seen``; False if ``timeout`` passed first."""
+        """Await until the version differs from ``seen``; False if ``timeout`` passed first
+        (the same ``timeout`` as :meth:`wait`)."""
+        timeout = check_timeout("timeout", timeout)
         loop = asyncio.get_running_loop()
         with self._cond:
             if self._version != seen:

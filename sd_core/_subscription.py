@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 from ._closing import Closing
 from ._event import Event
 from ._notifier import Notifier
+from ._timeouts import check_timeout
 
 __all__ = ["Subscription"]
 
@@ -42,25 +44,28 @@ class Subscription(Closing, Iterator[Event], AsyncIterator[Event]):
 
     def get(self, timeout: float | None = None) -> Event:
         """The next event; raises ``TimeoutError`` after ``timeout`` seconds and
-        ``StopIteration`` once closed."""
+        ``StopIteration`` once closed. ``None`` (the default) or ``math.inf`` waits without
+        limit; NaN raises ``ValueError``."""
+        deadline = _deadline(timeout)
         while True:
             event, closed, seen = self._take()
             if event is not None:
                 return event
             if closed:
                 raise StopIteration
-            if not self._notifier.wait(seen, timeout):
+            if not self._notifier.wait(seen, _remaining(deadline)):
                 raise TimeoutError(f"no event within {timeout} s")
 
     async def get_async(self, timeout: float | None = None) -> Event:
         """Async twin of :meth:`get`; raises ``StopAsyncIteration`` once closed."""
+        deadline = _deadline(timeout)
         while True:
             event, closed, seen = self._take()
             if event is not None:
                 return event
             if closed:
                 raise StopAsyncIteration
-            if not await self._notifier.wait_async(seen, timeout):
+            if not await self._notifier.wait_async(seen, _remaining(deadline)):
                 raise TimeoutError(f"no event within {timeout} s")
 
     def __next__(self) -> Event:
@@ -97,3 +102,12 @@ class Subscription(Closing, Iterator[Event], AsyncIterator[Event]):
         with self._lock:
             self._closed = True
         self._notifier.notify()
+
+
+def _deadline(timeout: object) -> float | None:
+    seconds = check_timeout("timeout", timeout)
+    return None if seconds is None else time.monotonic() + seconds
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else deadline - time.monotonic()

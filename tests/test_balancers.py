@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
+import sys
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -202,3 +208,295 @@ def test_round_robin_turn_stays_even_across_set_changes() -> None:
         assert picks == Counter({f"i{n}": 10 for n in range(5)})
         with balancer.choose() as chosen:
             assert chosen in instances(5)
+
+
+# -- keys that do not encode -------------------------------------------------------------
+
+
+def test_consistent_hash_hashes_any_str_lone_surrogates_included() -> None:
+    odd = [Instance("10.0.0.1", 1000 + n, id=ident) for n, ident in enumerate(["\ud800", "b", "c"])]
+    with Endpointer(FixedInstancer(odd)) as endpointer:
+        balancer = ConsistentHash(endpointer)
+        keys = ["\udfff", "\ud800x", "plain", "caf\u00e9", b"raw", 42]
+        picks = {repr(k): balancer.endpoint(k) for k in keys}
+        assert all(balancer.endpoint(k) is picks[repr(k)] for k in keys)
+        with balancer.choose(key="\udc80") as chosen:
+            assert chosen in odd
+        spread = Counter(balancer.endpoint(f"user-{n}").id for n in range(3000))
+        assert set(spread) == {"\ud800", "b", "c"}
+
+
+def test_consistent_hash_keys_did_not_move_for_ordinary_strings() -> None:
+    # "surrogatepass" encodes every other str exactly as UTF-8 did: no key moves.
+    import hashlib
+
+    from sd_core._balance.consistent_hash import _key_hash
+
+    for key in ("user-1", "caf\u00e9", "\u2603", ""):
+        digest = hashlib.md5(key.encode(), usedforsecurity=False).digest()[:4]
+        assert _key_hash(key) == int.from_bytes(digest, "little")
+
+
+# -- waiting without limit ----------------------------------------------------------------
+
+
+def _wait_until(ready: Callable[[], bool], what: str, bound: float = 5.0) -> None:
+    deadline = time.monotonic() + bound
+    pause = threading.Event()
+    while not ready():
+        assert time.monotonic() < deadline, f"not ready within {bound} s: {what}"
+        pause.wait(0.001)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_choose_with_an_infinite_timeout_waits_until_an_endpoint_appears(
+    kind: type[Balancer[Instance]],
+) -> None:
+    instancer = FixedInstancer([])
+    with Endpointer(instancer) as endpointer:
+        balancer = kind(endpointer)
+        notifier = endpointer._cache.notifier
+        got: list[object] = []
+
+        def choose() -> None:
+            try:
+                with balancer.choose(key="k", timeout=math.inf) as endpoint:
+                    got.append(endpoint)
+            except BaseException as exc:
+                got.append(exc)
+
+        thread = threading.Thread(target=choose, daemon=True)
+        thread.start()
+        _wait_until(lambda: bool(notifier._cond._waiters) or bool(got), "choose() waiting")
+        assert got == [], f"choose(timeout=inf) did not wait: {got}"
+        adder = threading.Thread(target=instancer.set, args=(instances(1),))
+        adder.start()
+        thread.join(5)
+        adder.join(5)
+        assert got == instances(1)
+
+
+async def test_achoose_with_an_infinite_timeout_waits_until_an_endpoint_appears() -> None:
+    instancer = FixedInstancer([])
+    with Endpointer(instancer) as endpointer:
+        balancer = RoundRobin(endpointer)
+        notifier = endpointer._cache.notifier
+
+        async def choose() -> Instance:
+            async with balancer.achoose(timeout=math.inf) as endpoint:
+                return endpoint
+
+        task = asyncio.create_task(choose())
+        for _ in range(1000):  # a few loop turns: the task runs until it awaits the notifier
+            if notifier._futures or task.done():
+                break
+            await asyncio.sleep(0)
+        assert notifier._futures and not task.done(), task
+        threading.Thread(target=instancer.set, args=(instances(1),)).start()
+        assert await asyncio.wait_for(task, 5) == instances(1)[0]
+
+
+# -- a closed endpoint is never handed out ------------------------------------------------
+
+
+class Conn:
+    """An endpoint that records when it was closed, in the sequence shared with the picks."""
+
+    __slots__ = ("close_seq", "id", "seq")
+
+    def __init__(self, instance: Instance, seq: Iterator[int]) -> None:
+        self.id = instance.id
+        self.seq = seq
+        self.close_seq: int | None = None
+
+    def close(self) -> None:
+        self.close_seq = next(self.seq)
+
+
+def _recording(kind: type[Balancer[Any]], seq: Iterator[int], local: threading.local) -> Any:
+    """``kind`` recording in ``local.picked`` a number of ``seq`` taken right after each pick.
+
+    endpoint() checks the entry it picked after that pick: when it returns an endpoint, the
+    endpoint was not closed at the check, so its closer ran (and took its number) after the
+    pick's number. A closer number below the pick's means a closed endpoint was handed out.
+    """
+    if kind is RoundRobin:
+
+        class Stepped:
+            def __init__(self, cycle: Iterator[Any]) -> None:
+                self.inner = cycle
+
+            def __iter__(self) -> Stepped:
+                return self
+
+            def __next__(self) -> Any:
+                entry = next(self.inner)
+                local.picked = next(seq)
+                return entry
+
+        class RecordingRoundRobin(RoundRobin[Any]):
+            @property
+            def _cycle(self) -> Stepped:
+                return self.__dict__["_stepped"]  # type: ignore[no-any-return]
+
+            @_cycle.setter
+            def _cycle(self, cycle: Iterator[Any]) -> None:
+                self.__dict__["_stepped"] = Stepped(cycle)
+
+        return RecordingRoundRobin
+
+    class Recording(kind):  # type: ignore[valid-type,misc]
+        def _pick(self, entries: Any, key: object) -> Any:
+            entry = super()._pick(entries, key)
+            local.picked = next(seq)
+            return entry
+
+    return Recording
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_endpoint_never_returns_an_endpoint_closed_under_churn(
+    kind: type[Balancer[Instance]],
+) -> None:
+    seq = itertools.count()
+    local = threading.local()
+    generation = itertools.count()
+
+    def fresh() -> list[Instance]:  # new ids each time: every endpoint of the old set closes
+        g = next(generation)
+        return [Instance("10.0.0.1", 1000 + n, id=f"g{g}-{n}") for n in range(3)]
+
+    instancer = FixedInstancer(fresh())
+    stop = threading.Event()
+    handed_closed: list[tuple[str, int, int]] = []
+    picks: list[int] = []
+    errors: list[BaseException] = []
+    with Endpointer(instancer, lambda i: Conn(i, seq)) as endpointer:
+        balancer = _recording(kind, seq, local)(endpointer)
+
+        def churn() -> None:
+            try:
+                while not stop.is_set():
+                    instancer.set(fresh())
+            except BaseException as exc:
+                errors.append(exc)
+
+        def picker() -> None:
+            count = 0
+            endpoint = balancer.endpoint
+            try:
+                while not stop.is_set():
+                    conn = endpoint(count)
+                    picked, closed = local.picked, conn.close_seq
+                    if closed is not None and closed < picked:
+                        handed_closed.append((conn.id, closed, picked))
+                    count += 1
+            except BaseException as exc:
+                errors.append(exc)
+            picks.append(count)
+
+        threads = [threading.Thread(target=churn)]
+        threads += [threading.Thread(target=picker) for _ in range(3)]
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads often: races show up within the run
+        try:
+            for thread in threads:
+                thread.start()
+            stop.wait(0.4)  # the length of the run, not a synchronisation
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(10)
+            sys.setswitchinterval(interval)
+        assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    assert sum(picks) > 1000
+    assert handed_closed == [], (
+        f"{len(handed_closed)} of {sum(picks)} picks returned an endpoint closed before the pick"
+    )
+
+
+def _picking_after_churn(
+    kind: type[Balancer[Conn]], churn: Callable[[], object]
+) -> type[Balancer[Conn]]:
+    """``kind`` whose first pick sees its snapshot of the set replaced (and its endpoints
+    closed) just before it picks: the race of endpoint() with an update, made deterministic."""
+
+    class Racing(kind):  # type: ignore[valid-type,misc]
+        raced = False
+
+        def _pick(self, entries: Any, key: object) -> Any:
+            if not self.raced:
+                self.raced = True
+                churn()
+            return super()._pick(entries, key)
+
+    return Racing
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_endpoint_picks_again_when_its_snapshot_was_replaced_and_closed(
+    kind: type[Balancer[Conn]],
+) -> None:
+    seq = itertools.count()
+    instancer = FixedInstancer(instances(3))
+    replacement = [Instance("10.0.0.2", 2000 + n, id=f"new{n}") for n in range(3)]
+    with Endpointer(instancer, lambda i: Conn(i, seq)) as endpointer:
+        balancer = _picking_after_churn(kind, lambda: instancer.set(replacement))(endpointer)
+        conn = balancer.endpoint("k")
+        assert conn.close_seq is None, f"handed out {conn.id}, closed already"
+        assert conn.id.startswith("new")
+
+
+def test_round_robin_fast_path_never_returns_an_endpoint_closed_meanwhile() -> None:
+    seq = itertools.count()
+    instancer = FixedInstancer(instances(3))
+    replacement = [Instance("10.0.0.2", 2000 + n, id=f"new{n}") for n in range(3)]
+    with Endpointer(instancer, lambda i: Conn(i, seq)) as endpointer:
+        balancer: RoundRobin[Conn] = RoundRobin(endpointer)
+        balancer.endpoint()  # builds the cycle: the next pick takes the lock-free path
+        cycle = balancer._cycle
+
+        class Racing:
+            def __next__(self) -> Any:
+                instancer.set(replacement)  # lands between the fast path's check and its step
+                return next(cycle)
+
+        balancer._cycle = Racing()  # type: ignore[assignment]
+        conn = balancer.endpoint()
+        assert conn.close_seq is None, f"handed out {conn.id}, closed already"
+        assert conn.id.startswith("new")
+
+
+@pytest.mark.parametrize("kind", [RoundRobin, Weighted, ConsistentHash])
+def test_a_stale_snapshot_does_not_rebuild_per_set_state(
+    kind: type[Balancer[Conn]],
+) -> None:
+    seq = itertools.count()
+    instancer = FixedInstancer(instances(3))
+    replacement = [Instance("10.0.0.2", 2000 + n, id=f"new{n}", weight=2) for n in range(4)]
+    with Endpointer(instancer, lambda i: Conn(i, seq)) as endpointer:
+        cache = endpointer._cache
+        balancer = kind(endpointer)
+        stale = cache.entries()
+        balancer.endpoint("k")
+        instancer.set(replacement)
+        balancer.endpoint("k")  # per-set state (cycle, schedule, ring) now of the new set
+        builds = 0
+
+        def state() -> object:
+            if isinstance(balancer, RoundRobin):
+                return balancer._walked
+            if isinstance(balancer, Weighted):
+                return balancer._entries
+            assert isinstance(balancer, ConsistentHash)
+            return balancer._state[0]
+
+        current = cache.entries()
+        assert state() is current
+        for _ in range(5):  # a slow caller still holding the replaced snapshot
+            entry = balancer._pick(stale, "k")
+            builds += state() is not current
+            assert entry in current, "picked from a replaced set"
+            assert not entry.closed
+        assert builds == 0

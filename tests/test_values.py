@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sd_core import Event, Instance, Registration
 
@@ -81,3 +85,46 @@ def test_event_orders_instances_and_compares_as_sets() -> None:
     assert not err.same_as(Event([a]))
     with pytest.raises(ValueError, match="either"):
         Event([a], error=RuntimeError())
+
+
+def test_event_order_is_total_for_instances_differing_only_in_tags_or_meta() -> None:
+    # Same id, host, port and service: the order must still not depend on the input order
+    # (frozensets are only partially ordered: {"a"} and {"b"} are neither < nor > each other).
+    variants = [
+        Instance("10.0.0.1", 80, id="x", service="web", tags={"a"}),
+        Instance("10.0.0.1", 80, id="x", service="web", tags={"b"}),
+        Instance("10.0.0.1", 80, id="x", service="web", tags={"a", "c"}),
+        Instance("10.0.0.1", 80, id="x", service="web", meta={"k": "1"}),
+        Instance("10.0.0.1", 80, id="x", service="web", meta={"j": "2"}),
+        Instance("10.0.0.1", 80, id="x", service="web", tags={"b"}, weight=2),
+    ]
+    expected = Event(variants)
+    for perm in itertools.permutations(variants):
+        event = Event(perm)
+        assert event.instances == expected.instances
+        assert event.same_as(expected)
+
+
+_tags = st.frozensets(st.sampled_from(["a", "b", "c", "prod", "canary"]), max_size=3)
+_meta = st.dictionaries(st.sampled_from(["k", "v", "z"]), st.sampled_from(["1", "2"]), max_size=2)
+_instances = st.builds(
+    Instance,
+    host=st.just("10.0.0.1"),
+    port=st.sampled_from([80, 81]),
+    id=st.sampled_from(["x", "y"]),
+    service=st.just("web"),
+    tags=_tags,
+    meta=_meta,
+    weight=st.integers(0, 2),
+    zone=st.sampled_from(["", "eu"]),
+)
+
+
+@given(st.lists(_instances, max_size=8), st.randoms(use_true_random=False))
+def test_event_of_any_permutation_is_identical(instances: list[Instance], rng: object) -> None:
+    shuffled = list(instances)
+    rng.shuffle(shuffled)  # type: ignore[attr-defined]
+    assert Event(shuffled).instances == Event(instances).instances
+    assert Event(shuffled).same_as(Event(instances))
+    ordered = Event(instances).instances
+    assert all(not b < a for a, b in itertools.pairwise(ordered))

@@ -38,6 +38,7 @@ class RoundRobin(Balancer[E]):
     def _pick(self, entries: tuple[_Entry[E], ...], key: object) -> _Entry[E]:
         if entries is not self._walked:
             with self._lock:
+                entries = self._latest(entries)
                 if entries is not self._walked:
                     start = 0 if self._first else random.randrange(len(entries))
                     self._first = False
@@ -49,5 +50,8 @@ class RoundRobin(Balancer[E]):
         """The next endpoint in turn, or :class:`NoEndpointsError` at once."""
         cache = self._cache
         if cache._entries is self._walked and cache._deadline is None:
-            return next(self._cycle).endpoint
+            entry = next(self._cycle)
+            # Closed when the set was replaced between the check above and the step.
+            if not entry.closed:
+                return entry.endpoint
         return super().endpoint(key)

@@ -45,7 +45,11 @@ class Weighted(Balancer[E]):
     def _pick(self, entries: tuple[_Entry[E], ...], key: object) -> _Entry[E]:
         with self._lock:
             if entries is not self._entries:
-                self._rebuild(entries)
+                # A caller holding a replaced snapshot picks from the current set rather than
+                # rebuilding the schedule for an old one (and the next caller rebuilding back).
+                entries = self._latest(entries)
+                if entries is not self._entries:
+                    self._rebuild(entries)
             heap = self._heap
             _, index, k = heap[0]
             weight = self._weights[index]
