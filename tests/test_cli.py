@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -228,88 +227,6 @@ def test_register_until_sigint(tmp_path: Path, processes: list[Process]) -> None
     assert register.line(register.stdout).startswith("registered web 127.0.0.1:8083")
     assert register.signal(signal.SIGINT) == 0
     assert instances(tmp_path) == []
-
-
-# -- run ------------------------------------------------------------------------------------
-
-
-def test_run_http_server(tmp_path: Path, processes: list[Process]) -> None:
-    port = free_port()
-    run = Process(
-        "run", "local", "--service", "web", "--port", str(port), "-o", f"path={tmp_path}",
-        "--", sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-        "--directory", str(tmp_path),
-    )  # fmt: skip
-    processes.append(run)
-    run.wait_for_stderr("sd: registered web")
-    # Registered only once the port answers.
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=WAIT) as response:
-        assert response.status == 200
-    assert instances(tmp_path) == [f"127.0.0.1:{port}"]
-    # SIGTERM goes to the server, which dies of it: 128 + 15.
-    assert run.signal(signal.SIGTERM) == 128 + signal.SIGTERM
-    assert instances(tmp_path) == []
-
-
-CHILD = """
-import socket, sys
-server = socket.create_server(("127.0.0.1", int(sys.argv[1])))
-sys.stdin.read()  # serve until stdin closes
-sys.exit(7)
-"""
-
-
-def test_run_passes_the_exit_status_through(tmp_path: Path, processes: list[Process]) -> None:
-    port = free_port()
-    run = Process(
-        "run", "local:///web", "--port", str(port), "-o", f"path={tmp_path}",
-        "--", sys.executable, "-c", CHILD, str(port),
-        stdin=subprocess.PIPE,
-    )  # fmt: skip
-    processes.append(run)
-    run.wait_for_stderr("sd: registered web")
-    assert instances(tmp_path) == [f"127.0.0.1:{port}"]
-    assert run.popen.stdin is not None
-    run.popen.stdin.close()
-    assert run.popen.wait(timeout=WAIT) == 7
-    assert instances(tmp_path) == []
-
-
-def test_run_forwards_sigint(tmp_path: Path, processes: list[Process]) -> None:
-    port = free_port()
-    run = Process(
-        "run", "local:///web", "--port", str(port), "-o", f"path={tmp_path}",
-        "--", sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
-    )  # fmt: skip
-    processes.append(run)
-    run.wait_for_stderr("sd: registered web")
-    # http.server ends on KeyboardInterrupt; its status is passed through.
-    status = run.signal(signal.SIGINT)
-    assert status in {0, 1, 128 + signal.SIGINT}
-    wait_until(lambda: instances(tmp_path) == [])
-
-
-def test_run_child_exits_before_ready(tmp_path: Path) -> None:
-    port = free_port()
-    result = sd(
-        "run", "local:///web", "--port", str(port), "-o", f"path={tmp_path}",
-        "--", sys.executable, "-c", "raise SystemExit(3)",
-    )  # fmt: skip
-    assert result.returncode == 3
-    assert "exited with status 3 before" in result.stderr
-    assert instances(tmp_path) == []
-
-
-def test_run_ready_timeout(tmp_path: Path) -> None:
-    port = free_port()
-    started = time.monotonic()
-    result = sd(
-        "run", "local:///web", "--port", str(port), "--ready-timeout", "1",
-        "-o", f"path={tmp_path}", "--", sys.executable, "-c", "import time; time.sleep(60)",
-    )  # fmt: skip
-    assert result.returncode == 1
-    assert "did not accept connections within 1 s" in result.stderr
-    assert time.monotonic() - started < 15
 
 
 # -- errors ---------------------------------------------------------------------------------

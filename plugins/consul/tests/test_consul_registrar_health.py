@@ -6,6 +6,7 @@ import logging
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -150,13 +151,24 @@ async def test_health_changes_can_be_followed_from_asyncio(
     assert registration.id not in agent_services(consul_server)
 
 
-def test_sd_register_shows_the_registrations_health(
-    consul_server: ConsulServer, sd_namespace: str
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("verb", ["register", "run"])
+def test_sd_register_and_run_show_the_registrations_health(
+    consul_server: ConsulServer, sd_namespace: str, verb: str
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SD_", "CONSUL_"))}
-    command = [sys.executable, "-m", "sd_core.cli", "register"]
-    command += [f"consul://{consul_server.address}/{sd_namespace}", "--port", "20404"]
+    port = free_port()
+    command = [sys.executable, "-m", "sd_core.cli", verb]
+    command += [f"consul://{consul_server.address}/{sd_namespace}", "--port", str(port)]
     command += ["--ttl", "1.5", "-o", "timeout=0.5"]
+    if verb == "run":
+        command += ["--", sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
     )
