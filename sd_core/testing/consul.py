@@ -21,11 +21,21 @@ class ConsulServer(ManagedProcess):
     (``host:http_port``), ``datacenter``, ``node_name``, ``token`` (the management token when
     ACLs are on, else None), ``data_dir``, ``log_path``. ``start(wipe=True)`` starts with empty
     state (a new node that forgot every service and check).
+
+    ``http_max_conns_per_client`` sets the agent's ``limits.http_max_conns_per_client`` (how
+    many HTTP connections one client IP address may hold open; Consul's default is 200).
     """
 
     start_timeout = 60.0
 
-    def __init__(self, data_dir: Path, *, acl: bool = False, name: str = "consul") -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        acl: bool = False,
+        name: str = "consul",
+        http_max_conns_per_client: int | None = None,
+    ) -> None:
         super().__init__(name, data_dir)
         self.binary = _binaries.consul()
         self.host = HOST
@@ -41,6 +51,7 @@ class ConsulServer(ManagedProcess):
         self.datacenter = "dc1"
         self.node_name = f"sd-test-{name}"
         self.acl = acl
+        self.http_max_conns_per_client = http_max_conns_per_client
         self.token: str | None = str(uuid.uuid4()) if acl else None
         self.config_path = data_dir / "consul.json"
         self.state_dir = data_dir / "state"
@@ -69,6 +80,8 @@ class ConsulServer(ManagedProcess):
             "log_level": "INFO",
             "performance": {"raft_multiplier": 1},
         }
+        if self.http_max_conns_per_client is not None:
+            config["limits"] = {"http_max_conns_per_client": self.http_max_conns_per_client}
         if self.acl:
             config["acl"] = {
                 "enabled": True,

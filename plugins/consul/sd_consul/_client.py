@@ -2,19 +2,23 @@
 
 This is the only module that imports py-consul (import name ``consul``) and requests; the
 backend imports it when it first makes a client, so importing :mod:`sd_consul` stays cheap.
-Every call sends the ACL token; the token is never put
-in a message, a log line or a repr.
+Every call sends the ACL token; the token is never put in a message, a log line or a repr:
+messages built from the libraries' errors go through :func:`sd_core._secrets.scrub`, and the
+errors raised, with the exceptions chained to them, through :func:`~sd_core._secrets.scrub_error`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import socket
+import ssl
 import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import consul  # type: ignore[import-untyped]
 import requests
@@ -30,18 +34,50 @@ from consul.exceptions import (  # type: ignore[import-untyped]
 )
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NewConnectionError
 
 from sd_core import BackendUnavailableError, ConfigError, RegistrationError, SDError
+from sd_core._secrets import scrub, scrub_error
 
 if TYPE_CHECKING:
     from ._backend import Connection
 
-__all__ = ["ConsulClient", "HealthEntries"]
+__all__ = ["TOO_MANY_CONNECTIONS", "AgentService", "ConsulClient", "HealthEntries"]
 
 HealthEntries = list[dict[str, Any]]
 
 _LOST_CHECK_MARKERS = ("does not have associated TTL", "Unknown check", "Unknown service")
 """What the agent answers about a check it does not know (its state was wiped)."""
+
+TOO_MANY_CONNECTIONS = (
+    "the agent refused the connection: this host has too many connections open to it "
+    "(Consul's limits.http_max_conns_per_client, default 200, counts the connections of every "
+    "process on this host's IP address, and keeps counting the blocking query of a stopped "
+    "instancer until its wait ends); raise the limit in the agent's configuration "
+    "(limits { http_max_conns_per_client = 1000 }) or open fewer connections: fewer "
+    "instancers (those of the same service and options in one process share one watch) "
+    "or fewer processes talking to this agent"
+)
+"""What Consul's refusal of a connection over its per-client limit is reported as."""
+
+_CONNLIMIT_429 = "too many concurrent connections"
+"""In the body of the 429 that later Consul versions send at the connection limit (1.8 closes
+the connection without a word)."""
+
+
+@dataclass(frozen=True)
+class AgentService:
+    """What the agent holds under a service id: nothing, a service of a name, or a service
+    the token may not read (``exists`` and ``name`` None)."""
+
+    exists: bool
+    name: str | None = None
+
+    def describe(self) -> str:
+        """``service 'api'``, or a phrase for a service the token may not read."""
+        if self.name is None:
+            return "a service this ACL token may not read"
+        return f"service {self.name!r}"
 
 
 class _Sockets:
@@ -49,10 +85,10 @@ class _Sockets:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._connections: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
+        self._connections: weakref.WeakSet[HTTPConnection | _Probe] = weakref.WeakSet()
         self.closed = False
 
-    def add(self, connection: HTTPConnection) -> None:
+    def add(self, connection: HTTPConnection | _Probe) -> None:
         with self._lock:
             self._connections.add(connection)
             closed = self.closed
@@ -67,7 +103,14 @@ class _Sockets:
             _shutdown(connection)
 
 
-def _shutdown(connection: HTTPConnection) -> None:
+class _Probe:
+    """A bare socket, held as the connections are, so that closing the client ends its wait."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock: socket.socket | None = sock
+
+
+def _shutdown(connection: HTTPConnection | _Probe) -> None:
     sock = connection.sock
     if sock is not None:
         # socket.socket.shutdown, not SSLSocket's: a plain shutdown of the descriptor wakes the
@@ -117,7 +160,7 @@ class ConsulClient:
             # variable for them; its token defaults to CONSUL_HTTP_TOKEN even when one is
             # given, hence the assignment after.
             self._consul: Any = consul.Consul(
-                host=connection.host,
+                host=_url_host(connection.host),
                 port=connection.port,
                 scheme=connection.scheme,
                 verify=connection.verify,
@@ -213,6 +256,31 @@ class ConsulClient:
                 data=json.dumps(definition),
             )
 
+    def service_owner(self, service_id: str) -> AgentService:
+        """``GET /v1/agent/service/<id>``: which service, if any, the agent holds under
+        ``service_id``. With ACLs, a service the token may not read is reported as existing
+        with no name (a token that may register a service may read it)."""
+        what = f"read service id {service_id!r}"
+        try:
+            with self._mapped(what, registering=True, passthrough=(ACLPermissionDenied,)):
+                record = self._consul.http.get(
+                    CB.json(allow_404=True),
+                    f"/v1/agent/service/{service_id}",
+                    headers=self._consul.prepare_headers(),
+                )
+        except ACLPermissionDenied as exc:
+            if "ACL not found" in str(exc):
+                self._raise(self._refused(what, exc, registering=True), exc)
+            return AgentService(exists=True)
+        if record is None:
+            return AgentService(exists=False)
+        if not isinstance(record, Mapping):
+            raise RegistrationError(
+                f"consul at {self.connection.url}: {what}: unexpected answer from the agent"
+            )
+        name = record.get("Service")
+        return AgentService(exists=True, name=str(name) if name is not None else "")
+
     def deregister_service(self, service_id: str) -> None:
         """``PUT /v1/agent/service/deregister/<id>``; a service the agent does not know is
         already gone."""
@@ -224,7 +292,7 @@ class ConsulClient:
         except ConsulException as exc:
             if _is_lost(exc):
                 return
-            raise self._refused(f"deregister {service_id!r}", exc, registering=True) from exc
+            self._raise(self._refused(f"deregister {service_id!r}", exc, registering=True), exc)
 
     def update_ttl(self, check_id: str, status: str, note: str = "") -> bool:
         """Set a TTL check to ``status`` (passing/warning/critical), resetting its clock.
@@ -240,7 +308,7 @@ class ConsulClient:
         except ConsulException as exc:
             if _is_lost(exc):
                 return False
-            raise self._refused(f"update check {check_id!r}", exc, registering=True) from exc
+            self._raise(self._refused(f"update check {check_id!r}", exc, registering=True), exc)
         return True
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -254,6 +322,15 @@ class ConsulClient:
         return f"<ConsulClient {self.connection.url}{token}>"
 
     # -- error mapping ---------------------------------------------------------------------
+    @staticmethod
+    def _raise(error: SDError, cause: BaseException) -> NoReturn:
+        """Raise ``error`` from ``cause`` with every secret scrubbed from both (and from the
+        rest of the chain), so that a traceback shows none either."""
+        error.__cause__ = cause
+        error.__suppress_context__ = True
+        scrub_error(error)
+        raise error
+
     @contextlib.contextmanager
     def _mapped(
         self,
@@ -276,39 +353,131 @@ class ConsulClient:
         except tuple(passthrough):
             raise
         except requests.Timeout as exc:
-            raise unavailable(
-                f"{where}: {what}: no answer within the timeout "
-                f"({self.connection.timeout:g} s, plus the wait of a blocking query)"
-            ) from exc
+            self._raise(
+                unavailable(
+                    f"{where}: {what}: no answer within the timeout "
+                    f"({self.connection.timeout:g} s, plus the wait of a blocking query)"
+                ),
+                exc,
+            )
         except requests.exceptions.SSLError as exc:
-            raise unavailable(
-                f"{where}: {what}: TLS failed: {self.connection.scrub(str(exc))}"
-            ) from exc
+            if _closed_without_answer(exc) and self._agent_refuses_connections():
+                self._raise(unavailable(f"{where}: {what}: {TOO_MANY_CONNECTIONS}"), exc)
+            self._raise(unavailable(f"{where}: {what}: TLS failed: {scrub(str(exc))}"), exc)
         except requests.ConnectionError as exc:
-            raise unavailable(
-                f"{where}: {what}: cannot reach the agent: {type(exc).__name__}"
-            ) from exc
+            if _closed_without_answer(exc) and self._agent_refuses_connections():
+                self._raise(unavailable(f"{where}: {what}: {TOO_MANY_CONNECTIONS}"), exc)
+            self._raise(
+                unavailable(f"{where}: {what}: cannot reach the agent: {_reason(exc)}"), exc
+            )
         except requests.RequestException as exc:
-            raise unavailable(
-                f"{where}: {what}: {type(exc).__name__}: {self.connection.scrub(str(exc))}"
-            ) from exc
+            self._raise(
+                unavailable(f"{where}: {what}: {type(exc).__name__}: {scrub(str(exc))}"), exc
+            )
         except ConsulException as exc:
-            raise self._refused(what, exc, registering=registering) from exc
+            self._raise(self._refused(what, exc, registering=registering), exc)
+
+    def _agent_refuses_connections(self) -> bool:
+        """True when the agent accepts a TCP connection and closes it at once, before being
+        sent anything: what Consul 1.8 does to every new connection from an IP address that
+        has ``limits.http_max_conns_per_client`` connections open. A serving agent waits for
+        the request instead; a stopped one refuses the connection. Two probes, so that an
+        agent closing its listener as it shuts down is not taken for one at its limit."""
+        return self._probe_closed() and self._probe_closed()
+
+    def _probe_closed(self) -> bool:
+        if self._sockets.closed:  # closed by us, to end a call: not the agent's doing
+            return False
+        window = min(1.0, self.connection.timeout)
+        try:
+            with socket.create_connection(
+                (self.connection.host, self.connection.port), timeout=self.connection.timeout
+            ) as sock:
+                probe = _Probe(sock)
+                self._sockets.add(probe)  # close() ends the wait
+                sock.settimeout(window)
+                try:
+                    closed = sock.recv(1) == b""
+                except TimeoutError:
+                    return False  # the agent is waiting for a request: it took the connection
+                except ConnectionResetError:
+                    closed = True
+                return closed and not self._sockets.closed
+        except OSError:
+            return False
 
     def _refused(self, what: str, exc: Exception, *, registering: bool) -> SDError:
         refused = RegistrationError if registering else ConfigError
-        detail = self.connection.scrub(str(exc).strip()) or type(exc).__name__
+        unavailable = RegistrationError if registering else BackendUnavailableError
+        detail = scrub(str(exc).strip()) or type(exc).__name__
         where = f"consul at {self.connection.url}"
         if isinstance(exc, ACLPermissionDenied):
             if "ACL not found" in detail:
                 return refused(f"{where}: {what}: Consul does not know the ACL token given")
             hint = "" if self.connection.token else " (no ACL token was given)"
             return refused(f"{where}: {what}: permission denied by ACL{hint}: {detail}")
+        if isinstance(exc, ClientError) and detail.startswith("429"):
+            if _CONNLIMIT_429 in detail.lower():
+                return unavailable(f"{where}: {what}: {TOO_MANY_CONNECTIONS}")
+            return unavailable(f"{where}: {what}: the agent limits the rate of calls: {detail}")
         if isinstance(exc, ACLDisabled | BadRequest | ClientError | NotFound):
             return refused(f"{where}: {what}: {detail}")
         # 5xx: the agent or its servers are in trouble (no leader, no path to the datacenter).
-        unavailable = RegistrationError if registering else BackendUnavailableError
         return unavailable(f"{where}: {what}: {detail}")
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, its arguments that are exceptions (urllib3 wraps its causes there) and its
+    causes, depth first, each once."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        reason = getattr(current, "reason", None)
+        if isinstance(reason, BaseException):
+            stack.append(reason)
+        for link in (current.__cause__, current.__context__):
+            if link is not None:
+                stack.append(link)
+
+
+def _closed_without_answer(exc: BaseException) -> bool:
+    """The agent took the connection and closed it without an answer (rather than refusing
+    it, timing out or failing the TLS verification)."""
+    causes = list(_chain(exc))
+    if any(isinstance(cause, NewConnectionError) for cause in causes):
+        return False  # the connection was never made
+    return any(
+        isinstance(
+            cause,
+            http.client.RemoteDisconnected
+            | ConnectionResetError
+            | BrokenPipeError
+            | ssl.SSLEOFError
+            | ssl.SSLZeroReturnError,
+        )
+        for cause in causes
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason for a connection failure: the innermost OS error's text, else the name
+    of the error."""
+    for cause in _chain(exc):
+        if isinstance(cause, OSError) and cause.strerror:
+            return f"{type(exc).__name__}: {scrub(cause.strerror)}"
+    return type(exc).__name__
+
+
+def _url_host(host: str) -> str:
+    """``host`` as it is written in a URL: an IPv6 address between brackets, its zone with
+    its ``%`` escaped (py-consul puts the host in its base URL as it is given)."""
+    return f"[{host.replace('%', '%25')}]" if ":" in host else host
 
 
 def _is_lost(exc: Exception) -> bool:

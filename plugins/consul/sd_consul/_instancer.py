@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sd_core import Backoff, ConfigError, Instance, WatchContext, WatchInstancer
+from sd_core._secrets import logger
 
 if TYPE_CHECKING:
     from ._client import ConsulClient, HealthEntries
 
 __all__ = ["HealthQuery", "ServiceWatch", "consul_instancer", "to_instances"]
 
-log = logging.getLogger("sd_consul")
+log = logger("sd_consul")
 
 
 @dataclass(frozen=True)

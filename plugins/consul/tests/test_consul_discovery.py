@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from consul_helpers import MakeInstancer, MakeRegistrar, ids, wait_for
 
 import sd_core
 from sd_core import Registration
+from sd_core.testing._binaries import BackendNotInstalled
 from sd_core.testing.consul import ConsulServer
 
 PROPAGATION = 3.0
@@ -255,3 +259,41 @@ def test_stop_is_prompt_during_a_blocking_query_and_leaves_no_thread(
     registrar.close()
     names = [t.name for t in threading.enumerate()]
     assert not [n for n in names if n.startswith(("sd-watch-consul", "sd-keepalive-consul"))]
+
+
+class IPv6ConsulServer(ConsulServer):
+    """A Consul agent whose HTTP API also listens on ::1."""
+
+    def config(self) -> dict[str, Any]:
+        config = super().config()
+        config["client_addr"] = f"{self.host} ::1"
+        return config
+
+
+@pytest.fixture(scope="module")
+def ipv6_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IPv6ConsulServer]:
+    try:
+        server = IPv6ConsulServer(tmp_path_factory.mktemp("consul-ipv6"), name="consul-ipv6")
+    except BackendNotInstalled as exc:  # as sd_core's fixtures do: skip, but fail in CI
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(str(exc), pytrace=False)
+        pytest.skip(str(exc))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_an_agent_reached_over_ipv6(ipv6_server: IPv6ConsulServer, sd_namespace: str) -> None:
+    address = f"[::1]:{ipv6_server.http_port}"
+    registration = Registration(sd_namespace, "::1", 20023, ttl=5.0)
+    with sd_core.registrar("consul", registration, address=address) as registrar:
+        assert registrar.service_id == f"{sd_namespace}:[::1]:20023"  # type: ignore[attr-defined]
+        instancer = sd_core.instancer(f"consul://{address}/{sd_namespace}?wait=1")
+        try:
+            with instancer.subscribe() as sub:
+                event = wait_for(sub, lambda e: len(e.instances) == 1, PROPAGATION, "the instance")
+        finally:
+            instancer.stop()
+    assert event.instances[0].address == "[::1]:20023"

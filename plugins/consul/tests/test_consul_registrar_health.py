@@ -163,18 +163,19 @@ def test_sd_register_and_run_show_the_registrations_health(
     consul_server: ConsulServer, sd_namespace: str, verb: str
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SD_", "CONSUL_"))}
+    env["PYTHONUNBUFFERED"] = "1"
     port = free_port()
     command = [sys.executable, "-m", "sd_core.cli", verb]
     command += [f"consul://{consul_server.address}/{sd_namespace}", "--port", str(port)]
-    command += ["--ttl", "1.5", "-o", "timeout=0.5"]
+    command += ["--ttl", "3", "-o", "timeout=1"]
     if verb == "run":
         command += ["--", sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
     process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     lines: queue.Queue[str] = queue.Queue()
-    assert process.stderr is not None
-    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stderr])  # type: ignore[union-attr]
+    assert process.stdout is not None
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stdout])  # type: ignore[union-attr]
     reader.start()
 
     def wait_for_line(text: str, timeout: float = 20) -> str:
@@ -189,7 +190,8 @@ def test_sd_register_and_run_show_the_registrations_health(
         raise AssertionError(f"sd register never printed {text!r}")
 
     try:
-        poll(lambda: f"{sd_namespace}" in str(agent_services(consul_server)), 20, "registered")
+        wait_for_line("registered ")
+        assert sd_namespace in str(agent_services(consul_server))
         consul_server.pause()
         try:
             line = wait_for_line(": failing")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -109,29 +110,105 @@ def test_connection_options() -> None:
     assert insecure.verify is False
 
 
-@pytest.mark.parametrize(
-    "options",
-    [
-        {"address": "https://h:1", "scheme": "http"},
-        {"address": "h:1", "scheme": "ftp"},
-        {"address": "h:99999"},
-        {"address": "h:1/path"},
-        {"address": "h:1", "key": "/k.pem"},
-        {"address": "h:1", "timeout": 0},
-    ],
-)
-def test_bad_connection_options(options: dict[str, Any]) -> None:
-    with pytest.raises(ConfigError):
-        connection_from({"timeout": 1.0, **options})
+def test_address_forms() -> None:
+    def parts(address: str) -> tuple[str, str, int]:
+        connection = connection_from({"address": address})
+        return connection.scheme, connection.host, connection.port
+
+    assert parts("consul.example") == ("http", "consul.example", 8500)
+    assert parts("consul.example.:1") == ("http", "consul.example.", 1)
+    assert parts("consul_server:8500") == ("http", "consul_server", 8500)  # Docker names
+    assert parts("HTTPS://10.0.0.1") == ("https", "10.0.0.1", 8501)
+    assert parts("http://[fe80::1%eth0]:8500/") == ("http", "fe80::1%eth0", 8500)
+    assert parts("[fe80::1%25eth0]:8500") == ("http", "fe80::1%eth0", 8500)  # RFC 6874
+    assert parts(" [2001:db8::1] ") == ("http", "2001:db8::1", 8500)
 
 
-@pytest.mark.parametrize(
-    "options",
-    [{"consistency": "eventual"}, {"node_meta": ["novalue"]}, {"wait": 0}, {"wait": 601}],
-)
-def test_bad_discovery_options(options: dict[str, Any]) -> None:
-    with pytest.raises(ConfigError):
-        health_query({"wait": 30.0, **options})
+BAD_OPTIONS: list[tuple[dict[str, Any], str]] = [
+    # address: port 0 used to mean "the default agent", silently
+    ({"address": "127.0.0.1:0"}, r"address must be .*1\.\.65535 \(port 0 does not mean the"),
+    ({"address": "a b:8500"}, r"address .*'a b' is not a host name"),
+    ({"address": "h:99999"}, r"address .*port 99999"),
+    ({"address": "h:port"}, r"address .*port 'port' is not a number"),
+    ({"address": "h:1/path"}, r"address .*a path"),
+    ({"address": "::1:8500"}, r"address .*between brackets"),
+    ({"address": "[::1"}, r"address .*unclosed"),
+    ({"address": "[zz::1]:1"}, r"address .*not an IPv6 address"),
+    ({"address": "999.1.1.1:1"}, r"address .*not a host name"),
+    ({"address": "-bad-:1"}, r"address .*not a host name"),
+    ({"address": "ftp://h:1"}, r"address .*ftp://"),
+    ({"address": "https://h:1", "scheme": "http"}, r"address says https:// but option scheme"),
+    ({"scheme": "ftp"}, r"'scheme' must be one of http, https"),
+    ({"key": "/k.pem"}, r"option key needs option cert"),
+    # numbers: bounds declared on the options, checked by the core
+    ({"timeout": 0}, r"'timeout' must be between 0\.01 and 600"),
+    ({"timeout": 1e308}, r"'timeout' must be between 0\.01 and 600"),
+    ({"timeout": "nan"}, r"'timeout' must be a number \(a finite one\)"),
+    ({"timeout": float("inf")}, r"'timeout' must be a number \(a finite one\)"),
+    ({"wait": 0}, r"'wait' must be between 1 and 600"),
+    ({"wait": 601}, r"'wait' must be between 1 and 600"),
+    ({"retry_max": 0}, r"'retry_max' must be between 0\.1 and 600"),
+    ({"retry_max": 1e308}, r"'retry_max' must be between 0\.1 and 600"),
+    ({"consistency": "eventual"}, r"'consistency' must be one of default, stale, consistent"),
+    ({"node_meta": ["novalue"]}, r"node_meta entries must be key:value"),
+    # durations and checks: the plugin's own rules
+    ({"deregister_critical_after": "forever"}, r"deregister_critical_after must be a Go dur"),
+    ({"deregister_critical_after": "9999999999h"}, r"at most 2562047h"),
+    ({"deregister_critical_after": "-1m"}, r"deregister_critical_after must be a Go dur"),
+    ({"check_interval": "ten seconds"}, r"check_interval must be a Go duration"),
+    ({"check_interval": "0s"}, r"check_interval must be longer than 0"),
+    ({"http_check": "localhost:80"}, r"http_check must be an http:// or https:// URL"),
+    ({"tcp_check": "localhost"}, r"tcp_check must be host:port"),
+    ({"tcp_check": "localhost:0"}, r"tcp_check must be host:port"),
+]
+
+
+@pytest.mark.parametrize(("options", "message"), BAD_OPTIONS)
+def test_a_malformed_option_is_a_config_error_at_selection(
+    options: dict[str, Any], message: str
+) -> None:
+    """Through sd_core (the core's resolution, then the plugin's) and straight through the
+    backend: both refuse, naming the option and what it accepts, before any request."""
+    registration = Registration("web", "127.0.0.1", 1)
+    base = {"address": "127.0.0.1:1", **options}
+    calls = [
+        lambda: sd_core.registrar("consul", registration, **base),
+        lambda: ConsulBackend().registrar(registration, **base),
+        lambda: sd_core.instancer("consul", "web", **base),
+        lambda: ConsulBackend().instancer("web", **base),
+    ]
+    for call in calls:
+        with pytest.raises(ConfigError, match=message):
+            call()
+
+
+def test_port_zero_in_a_url_is_refused() -> None:
+    # The core's URL parsing may refuse it first; either way it is not the default agent.
+    with pytest.raises(ConfigError, match=r"port (is )?0"):
+        sd_core.instancer("consul://127.0.0.1:0/web")
+    with pytest.raises(ConfigError, match=r"port (is )?0"):
+        sd_core.registrar("consul://127.0.0.1:0", Registration("web", "127.0.0.1", 1))
+    with pytest.raises(ConfigError, match=r"port 0 does not mean the default port"):
+        sd_core.instancer("consul", "web", address="127.0.0.1:0")
+
+
+def test_credentials_in_the_address_are_refused_without_being_shown() -> None:
+    with pytest.raises(ConfigError, match="credentials") as info:
+        sd_core.instancer("consul", "web", address="http://user:hunter22@h:1")
+    assert "hunter22" not in str(info.value)
+
+
+def test_go_durations() -> None:
+    from sd_consul._backend import go_duration  # noqa: PLC0415
+
+    assert go_duration("1m30s") == 90.0
+    assert go_duration("1.5h") == 5400.0
+    assert go_duration(".5s") == 0.5
+    assert go_duration("250ms") == 0.25
+    assert go_duration("0") == 0.0
+    for bad in ("", "1", "1x", "s", "1m 30s", "-1s", "2562048h"):
+        with pytest.raises(ValueError, match=re.escape(bad) if bad else "^$"):
+            go_duration(bad)
 
 
 def test_discovery_options() -> None:
@@ -216,3 +293,20 @@ def test_an_unreachable_agent_is_a_registration_error() -> None:
             registrar.register()
     finally:
         registrar.close()
+
+
+def test_a_token_that_cannot_be_sent_in_a_header_is_refused_unseen() -> None:
+    registration = Registration("web", "127.0.0.1", 1)
+    for token, message in (
+        ("s3cr3t-€-token-value", r"'token' holds a character outside ASCII"),
+        ("s3cr3t-\x00-token-value", r"'token' holds a control character"),
+        (" \n", r"'token' is empty"),
+    ):
+        for make in (
+            lambda t: ConsulBackend().registrar(registration, token=t),
+            lambda t: sd_core.instancer("consul", "web", token=t),
+        ):
+            with pytest.raises(ConfigError, match=message) as info:
+                make(token)
+            for part in ("s3cr3t", token):
+                assert part not in str(info.value)
