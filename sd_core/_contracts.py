@@ -56,6 +56,10 @@ class Registrar(Protocol):
         """Report health, where the backend has a notion of it."""
 
     @property
+    def backend_id(self) -> str:
+        """The id the backend knows the registration by."""
+
+    @property
     def health(self) -> RegistrarHealth:
         """The registrar's own health: state, last error, failures, restores."""
 

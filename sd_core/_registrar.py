@@ -95,6 +95,12 @@ class BaseRegistrar:
     def _backend_close(self) -> None:
         """Release client resources (called once, after the final deregistration)."""
 
+    @property
+    def backend_id(self) -> str:
+        """The id the backend knows the registration by: ``registration.id`` unless the
+        backend derives its own (Consul does when no id was given)."""
+        return self.registration.id
+
     # -- health --------------------------------------------------------------------------
     @property
     def health(self) -> RegistrarHealth:
@@ -177,7 +183,7 @@ class BaseRegistrar:
                 "%s: %s %s is now %s",
                 self.backend_name,
                 self.registration.service,
-                self.registration.id,
+                self.backend_id,
                 new,
             )
         for listener in listeners:
@@ -204,7 +210,7 @@ class BaseRegistrar:
             self._wake.clear()
             self._thread = threading.Thread(
                 target=self._keepalive_loop,
-                name=f"sd-keepalive-{self.backend_name}-{self.registration.id}",
+                name=f"sd-keepalive-{self.backend_name}-{self.backend_id}",
                 daemon=True,
             )
             self._thread.start()
@@ -242,7 +248,7 @@ class BaseRegistrar:
         log.warning(
             "%s: registration %s lost (%s); restoring it",
             self.backend_name,
-            self.registration.id,
+            self.backend_id,
             scrub(reason),
         )
         self._set_health(RegistrarState.LOST)
@@ -308,7 +314,7 @@ class BaseRegistrar:
     def __repr__(self) -> str:
         reg = self.registration
         state = self._current_health.state.value
-        return f"<{type(self).__name__} {reg.service} id={reg.id!r} {reg.address} {state}>"
+        return f"<{type(self).__name__} {reg.service} id={self.backend_id!r} {reg.address} {state}>"
 
     # -- machinery -----------------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], object]) -> None:
@@ -323,7 +329,7 @@ class BaseRegistrar:
                 raise
             reg = self.registration
             error = RegistrationError(
-                f"{self.backend_name}: could not {what} {reg.service} {reg.id}: "
+                f"{self.backend_name}: could not {what} {reg.service} {self.backend_id}: "
                 f"{type(exc).__name__}: {scrub(str(exc))}"
             )
             self._set_health(error=error)
@@ -351,7 +357,7 @@ class BaseRegistrar:
         if isinstance(exc, SDError):
             return exc
         error = RegistrationError(
-            f"{self.backend_name}: {what} of {self.registration.id} failed: "
+            f"{self.backend_name}: {what} of {self.backend_id} failed: "
             f"{type(exc).__name__}: {scrub(str(exc))}"
         )
         error.__cause__ = exc
@@ -370,7 +376,7 @@ class BaseRegistrar:
             log.warning(
                 "%s: keepalive of %s failed, retrying in %.2f s: %s",
                 self.backend_name,
-                self.registration.id,
+                self.backend_id,
                 delay,
                 error,
             )
@@ -384,7 +390,7 @@ class BaseRegistrar:
             log.warning(
                 "%s: the backend no longer knows %s; restoring it",
                 self.backend_name,
-                self.registration.id,
+                self.backend_id,
             )
             self._set_health(RegistrarState.LOST)
         return 0.0
@@ -402,7 +408,7 @@ class BaseRegistrar:
             log.warning(
                 "%s: restoring %s failed, retrying in %.2f s: %s",
                 self.backend_name,
-                self.registration.id,
+                self.backend_id,
                 delay,
                 error,
             )
@@ -414,7 +420,7 @@ class BaseRegistrar:
         log.warning(
             "%s: restored registration %s (restores: %d)",
             self.backend_name,
-            self.registration.id,
+            self.backend_id,
             self.restores,
         )
         return self.keepalive_interval

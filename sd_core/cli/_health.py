@@ -15,7 +15,7 @@ _QUIET = frozenset({RegistrarState.IDLE, RegistrarState.CLOSED})
 """States the commands announce themselves ("registered …", "deregistered …")."""
 
 
-def health_printer(reg: Registration) -> Callable[[RegistrarHealth], None]:
+def health_printer(reg: Registration, backend_id: str) -> Callable[[RegistrarHealth], None]:
     """A health listener printing each change of state to stderr (``sd: health of …``)."""
     shown: list[RegistrarState] = [RegistrarState.REGISTERED]
 
@@ -23,6 +23,6 @@ def health_printer(reg: Registration) -> Callable[[RegistrarHealth], None]:
         if health.state in _QUIET or health.state is shown[-1]:
             return
         shown.append(health.state)
-        click.echo(f"sd: registration {reg.service} {reg.id}: {health}", err=True)
+        click.echo(f"sd: registration {reg.service} {backend_id}: {health}", err=True)
 
     return show

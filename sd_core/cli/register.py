@@ -54,11 +54,11 @@ def register(
     name = parse_backend(backend).backend
     with stop_on_signals():
         announcer = registrar(backend, reg, **parse_options(options))
-        announcer.on_health_change(health_printer(reg))
+        announcer.on_health_change(health_printer(reg, announcer.backend_id))
         try:
             announcer.register()
             click.echo(
-                f"registered {reg.service} {reg.address} (id {reg.id}) with {name}; "
+                f"registered {reg.service} {reg.address} (id {announcer.backend_id}) with {name}; "
                 "Ctrl-C to deregister"
             )
             wait_for_signal()
@@ -66,4 +66,4 @@ def register(
             pass
         finally:
             announcer.close()
-    click.echo(f"deregistered {reg.service} {reg.address} (id {reg.id})")
+    click.echo(f"deregistered {reg.service} {reg.address} (id {announcer.backend_id})")

@@ -174,7 +174,7 @@ def run(
     readiness = Readiness(reg.host, reg.port, url=ready_url, check_owner=check_owner, say=_note)
     # Built before the child starts, so that a bad backend or option fails without running it.
     announcer: Registrar = registrar(backend, reg, **parse_options(options))
-    announcer.on_health_change(health_printer(reg))
+    announcer.on_health_change(health_printer(reg, announcer.backend_id))
     with forwarding() as signals:
         child = _start(command)
         send = _signaller(child)
@@ -184,14 +184,14 @@ def run(
             if _wait_ready(child, readiness, ready_timeout, signals, command[0]):
                 announcer.register()
                 registered = True
-                _note(f"registered {reg.service} {reg.address} (id {reg.id})")
+                _note(f"registered {reg.service} {reg.address} (id {announcer.backend_id})")
             # sd supervises until the child exits, whatever signals it passed on.
             child.wait()
         finally:
             _stop(child, send)  # when something above raised
             announcer.close()
             if registered:
-                _note(f"deregistered {reg.service} {reg.address} (id {reg.id})")
+                _note(f"deregistered {reg.service} {reg.address} (id {announcer.backend_id})")
     status = _status(child.returncode)
     if not registered and not signals.stopping:
         _note(f"error: {command[0]} exited with status {status} before {reg.address} was ready")
