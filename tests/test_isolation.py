@@ -275,3 +275,16 @@ def test_a_factory_returning_none_is_skipped_and_reported(
     with Endpointer(FixedInstancer([A, B]), factory) as endpointer:
         assert endpointer.endpoints() == ["a"]
     assert "returned None" in caplog.text
+
+
+def test_a_slow_subscriber_that_skipped_back_to_the_same_set_is_not_told_again() -> None:
+    instancer = FixedInstancer([A])
+    blocker = Blocker()
+    instancer.register(blocker)
+    instancer.set([B], wait=0)
+    assert blocker.entered.wait(BOUND)
+    instancer.set([C], wait=0)
+    instancer.set([B], wait=0)  # the subscriber, still on B, skips C: B again says nothing new
+    blocker.release.set()
+    assert instancer.settle(BOUND)
+    assert [e.instances for e in blocker.events] == [(A,), (B,)]
