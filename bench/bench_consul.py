@@ -1,6 +1,6 @@
 """Consul backend: propagation latency and the CPU cost of an idle instancer.
 
-Starts its own Consul 1.8 agent on loopback ports through ``sd_core.testing`` (install it
+Starts its own Consul 1.8 agent on loopback ports with pytest-sd's ``ConsulServer`` (install it
 with ``bash scripts/install-backends``), then measures
 
 * register -> subscriber sees the instance, and deregister -> subscriber sees it gone,
@@ -21,9 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from pytest_sd.consul import ConsulServer
+
 import sd_core
 from sd_core import Event, Registration
-from sd_core.testing.consul import ConsulServer
 
 TIMEOUT = 5.0
 

@@ -1,10 +1,9 @@
-"""Client-side service discovery: contracts, machinery, balancers and backends."""
+"""Client-side service discovery: values, instancers, registrars, endpointers, balancers, retry
+and the selection of backends. What plugin authors build on is in :mod:`sd_core.plugin`."""
 
-from ._backend import Backend, Option
-from ._backoff import Backoff
 from ._balance import Balancer, ConsistentHash, LeastPending, Random, RoundRobin, Weighted
-from ._broadcast import BaseInstancer, Subscriber
-from ._cache import EndpointCache
+from ._broadcast import Subscriber
+from ._cache import Candidate, EndpointCache
 from ._contracts import Closer, Factory, Instancer, Registrar
 from ._endpointer import Endpointer, FixedEndpointer
 from ._errors import (
@@ -21,23 +20,17 @@ from ._fixed import FixedInstancer
 from ._health import HealthChanges, RegistrarHealth, RegistrarState
 from ._instance import Instance, Registration
 from ._plugins import BackendInfo
-from ._registrar import BaseRegistrar
 from ._retry import aretry, retry
 from ._selection import backends, instancer, registrar
 from ._subscription import Subscription
-from ._watch import Watch, WatchContext, WatchInstancer
-from .hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend",
     "BackendInfo",
     "BackendUnavailableError",
-    "Backoff",
     "Balancer",
-    "BaseInstancer",
-    "BaseRegistrar",
+    "Candidate",
     "Closer",
     "ConfigError",
     "ConsistentHash",
@@ -52,7 +45,6 @@ __all__ = [
     "Instancer",
     "LeastPending",
     "NoEndpointsError",
-    "Option",
     "Random",
     "Registrar",
     "RegistrarHealth",
@@ -65,14 +57,10 @@ __all__ = [
     "Subscriber",
     "Subscription",
     "UnknownBackendError",
-    "Watch",
-    "WatchContext",
-    "WatchInstancer",
     "Weighted",
     "__version__",
     "aretry",
     "backends",
-    "hookimpl",
     "instancer",
     "registrar",
     "retry",

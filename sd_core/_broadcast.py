@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
+from ._clock import clock
 from ._closing import Closing
 from ._dispatch import Mailbox, is_never_blocking
 from ._event import Event
@@ -71,7 +71,7 @@ class BaseInstancer(Closing):
         """Wait until every subscriber has taken the current event; False if ``timeout``
         seconds passed first (``None`` or ``math.inf``: no limit)."""
         limit = check_timeout("timeout", timeout)
-        deadline = None if limit is None else time.monotonic() + limit
+        deadline = None if limit is None else clock().monotonic() + limit
         while True:
             seen = self._taken.version
             with self._lock:
@@ -79,7 +79,7 @@ class BaseInstancer(Closing):
                 mailboxes = tuple(self._mailboxes)
             if all(m.closed or m.delivered >= target for m in mailboxes):
                 return True
-            remaining = None if deadline is None else deadline - time.monotonic()
+            remaining = None if deadline is None else deadline - clock().monotonic()
             if remaining is not None and remaining <= 0:
                 return False
             self._taken.wait(seen, remaining)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 import threading
-import time
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
+from ._clock import clock
 from ._dispatch import dispatcher
 from ._errors import NoEndpointsError
 from ._event import Event
@@ -16,7 +16,7 @@ from ._notifier import Notifier
 from ._secrets import logger
 from ._timeouts import check_timeout
 
-__all__ = ["EndpointCache"]
+__all__ = ["Candidate", "EndpointCache"]
 
 log = logger("sd_core.endpoints")
 
@@ -24,12 +24,60 @@ CLOSE_GRACE = 5.0
 """How long ``close()`` waits for closers still running after the drain timeout."""
 
 E = TypeVar("E")
+E_co = TypeVar("E_co", covariant=True)
+
+
+class Candidate(Protocol[E_co]):
+    """What a balancer sees of one endpoint it may pick: a read-only view.
+
+    The objects a balancer's ``pick()`` receives are the cache's own records, not copies:
+    the same object stands for an endpoint for as long as its instance stays (so it may key a
+    dict, compared and hashed by identity), and nothing is allocated per pick. Their counters
+    are updated by the cache under its lock and read without one: a value may be a moment
+    old. A balancer reads them and never assigns them.
+    """
+
+    @property
+    def endpoint(self) -> E_co:
+        """The endpoint the factory made (or the :class:`Instance` itself without a factory)."""
+
+    @property
+    def instance(self) -> Instance | None:
+        """Its instance, with the latest data discovery gave for it (tags, meta, weight,
+        zone may change while the endpoint stays); None for a :class:`FixedEndpointer`."""
+
+    @property
+    def pending(self) -> int:
+        """Requests in flight: ``choose()`` / ``achoose()`` blocks on it not yet exited, of
+        every balancer over the same endpointer."""
+
+    @property
+    def failures(self) -> int:
+        """``choose()`` / ``achoose()`` blocks on it that raised, since it was created."""
+
+    @property
+    def successes(self) -> int:
+        """``choose()`` / ``achoose()`` blocks on it that ended without raising."""
 
 
 class _Entry(Generic[E]):
-    """One live endpoint with its in-flight count; shared by the cache and the balancers."""
+    """One live endpoint with its in-flight count and statistics; shared by the cache and the
+    balancers, which see it as a :class:`Candidate` (keep the two in step).
 
-    __slots__ = ("closed", "closer", "endpoint", "failures", "instance", "pending", "retired")
+    Every ``choose()`` completion goes through :meth:`EndpointCache.release`: the one place
+    that updates the statistics (add new ones there, under the cache's lock).
+    """
+
+    __slots__ = (
+        "closed",
+        "closer",
+        "endpoint",
+        "failures",
+        "instance",
+        "pending",
+        "retired",
+        "successes",
+    )
 
     def __init__(self, instance: Instance | None, endpoint: E, closer: Any) -> None:
         self.instance = instance
@@ -37,8 +85,16 @@ class _Entry(Generic[E]):
         self.closer = closer
         self.pending = 0
         self.failures = 0
+        self.successes = 0
         self.retired = False
         self.closed = False
+
+    def __repr__(self) -> str:
+        subject = self.endpoint if self.instance is None else self.instance
+        return (
+            f"<Candidate {subject!r} pending={self.pending} failures={self.failures} "
+            f"successes={self.successes}{' closed' if self.closed else ''}>"
+        )
 
 
 def _split(result: Any) -> tuple[Any, Any]:
@@ -75,7 +131,6 @@ class EndpointCache(Generic[E]):
         *,
         drain_timeout: float = 5.0,
         invalidate_on_error: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         drain = check_timeout("drain_timeout", drain_timeout)
         if drain is not None and drain < 0:
@@ -86,7 +141,6 @@ class EndpointCache(Generic[E]):
         self._factory = factory
         self._drain_timeout = drain
         self._invalidate_after = invalidate
-        self._clock = clock
         # _lock guards in-flight counts and closing (taken on every pick); _state_lock orders
         # the changes of the set (update, expiry, close) and is never taken while holding _lock.
         self._lock = threading.Lock()
@@ -102,6 +156,7 @@ class EndpointCache(Generic[E]):
         self.notifier = Notifier()
         self._draining: dict[_Entry[E], float | None] = {}
         self._drain_cond = threading.Condition(self._lock)
+        self._drain_changes = 0
         self._drainer: threading.Thread | None = None
         self._closing = 0
 
@@ -115,7 +170,8 @@ class EndpointCache(Generic[E]):
         return list(self._endpoints)
 
     def entries(self) -> tuple[_Entry[E], ...]:
-        """The current entries (endpoint, instance, in-flight count) for balancers."""
+        """The current entries for balancers: a tuple replaced whole when the set or an
+        instance's data changes, the same object while nothing changed."""
         if self._deadline is not None:
             self._expire_if_due()
         return self._entries
@@ -140,17 +196,20 @@ class EndpointCache(Generic[E]):
             return True
 
     def release(self, entry: _Entry[E], failed: bool = False) -> None:
-        """End a request on ``entry``; closes it if it left and this was its last request."""
+        """End a request on ``entry`` and count its outcome (the statistics of an entry are
+        kept here); closes the entry if it left and this was its last request."""
         with self._lock:
             entry.pending -= 1
             if failed:
                 entry.failures += 1
+            else:
+                entry.successes += 1
             if not (entry.retired and entry.pending <= 0 and not entry.closed):
                 return
             entry.closed = True
             if entry in self._draining:
                 del self._draining[entry]
-                self._drain_cond.notify_all()
+                self._drained()
         self._close_soon([entry])
 
     # -- updating ------------------------------------------------------------------------
@@ -214,34 +273,31 @@ class EndpointCache(Generic[E]):
 
     def settle(self, timeout: float | None = 5.0) -> bool:
         """Wait until every closer already due has run (endpoints still draining excepted);
-        False if ``timeout`` seconds passed first."""
+        False if ``timeout`` seconds (of the core's clock) passed first."""
         limit = check_timeout("timeout", timeout)
-        deadline = None if limit is None else time.monotonic() + limit
         with self._lock:
-            while self._closing:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._drain_cond.wait(remaining)
-        return True
+            return clock().wait_for(self._drain_cond, lambda: not self._closing, limit)
 
     def _wait_closed(self) -> None:
         drain = self._drain_timeout
         limit = None if drain is None else drain + CLOSE_GRACE
-        deadline = None if limit is None else time.monotonic() + limit
         with self._lock:
-            while self._draining or self._closing:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    log.warning(
-                        "closing endpoints: %d still draining and %d closers still running "
-                        "after %s s; not waiting for them",
-                        len(self._draining),
-                        self._closing,
-                        limit,
-                    )
-                    return
-                self._drain_cond.wait(remaining)
+            done = clock().wait_for(
+                self._drain_cond, lambda: not self._draining and not self._closing, limit
+            )
+            if not done:
+                log.warning(
+                    "closing endpoints: %d still draining and %d closers still running "
+                    "after %s s; not waiting for them",
+                    len(self._draining),
+                    self._closing,
+                    limit,
+                )
+
+    def _drained(self) -> None:
+        """Wake the drainer and the waiters of :meth:`close` (hold ``_lock``)."""
+        self._drain_changes += 1
+        self._drain_cond.notify_all()
 
     # -- machinery -----------------------------------------------------------------------
     def _create(self, instance: Instance) -> _Entry[E] | None:
@@ -276,17 +332,17 @@ class EndpointCache(Generic[E]):
         if self._invalidate_after is None:
             return
         if self._deadline is None:
-            self._deadline = self._clock() + self._invalidate_after
+            self._deadline = clock().monotonic() + self._invalidate_after
         self._pending_error = error
         self._expire_if_due()
 
     def _expire_if_due(self) -> None:
         deadline = self._deadline
-        if deadline is None or self._clock() < deadline:
+        if deadline is None or clock().monotonic() < deadline:
             return
         with self._state_lock:
             deadline = self._deadline
-            if deadline is None or self._clock() < deadline:
+            if deadline is None or clock().monotonic() < deadline:
                 return  # recovered, or expired by another thread, meanwhile
             left = list(self._by_id.values())
             error = self._pending_error
@@ -308,7 +364,7 @@ class EndpointCache(Generic[E]):
         now_closed: list[_Entry[E]] = []
         with self._lock:
             drain = self._drain_timeout
-            deadline = None if drain is None else time.monotonic() + drain
+            deadline = None if drain is None else clock().monotonic() + drain
             for entry in entries:
                 if entry.retired:
                     continue
@@ -319,7 +375,7 @@ class EndpointCache(Generic[E]):
                 else:
                     self._draining[entry] = deadline
             if self._draining:
-                self._drain_cond.notify_all()
+                self._drained()
                 if self._drainer is None:
                     self._drainer = threading.Thread(
                         target=self._drain_loop, name="sd-endpoint-drain", daemon=True
@@ -333,9 +389,9 @@ class EndpointCache(Generic[E]):
             with self._lock:
                 if not self._draining:
                     self._drainer = None
-                    self._drain_cond.notify_all()
+                    self._drained()
                     return
-                now = time.monotonic()
+                now = clock().monotonic()
                 for entry, deadline in list(self._draining.items()):
                     if deadline is not None and deadline <= now:
                         del self._draining[entry]
@@ -343,7 +399,12 @@ class EndpointCache(Generic[E]):
                         expired.append(entry)
                 if not expired:
                     due = [d for d in self._draining.values() if d is not None]
-                    self._drain_cond.wait(min(due) - now if due else None)
+                    seen = self._drain_changes
+                    clock().wait_for(
+                        self._drain_cond,
+                        lambda seen=seen: self._drain_changes != seen,  # type: ignore[misc]
+                        min(due) - now if due else None,
+                    )
                     continue
             for entry in expired:
                 log.warning(
@@ -374,4 +435,4 @@ class EndpointCache(Generic[E]):
             with self._lock:
                 self._closing -= 1
                 if not self._closing:
-                    self._drain_cond.notify_all()
+                    self._drained()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, overload
 
@@ -35,7 +34,6 @@ class Endpointer(Closing, Generic[E]):
         *,
         invalidate_on_error: float | None = None,
         drain_timeout: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None: ...
 
     @overload
@@ -46,7 +44,6 @@ class Endpointer(Closing, Generic[E]):
         *,
         invalidate_on_error: float | None = None,
         drain_timeout: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None: ...
 
     def __init__(
@@ -56,13 +53,11 @@ class Endpointer(Closing, Generic[E]):
         *,
         invalidate_on_error: float | None = None,
         drain_timeout: float = 5.0,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._cache: EndpointCache[E] = EndpointCache(
             factory,
             drain_timeout=drain_timeout,
             invalidate_on_error=invalidate_on_error,
-            clock=clock,
         )
         self._instancer = instancer
         self._closed = False

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import enum
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
+from ._clock import clock
 from ._closing import Closing
 from ._notifier import Notifier
 from ._secrets import scrub
@@ -54,7 +54,7 @@ class RegistrarHealth:
     last_error: BaseException | None = None
     restores: int = 0
     failures: int = 0
-    since: float = field(default_factory=time.time)
+    since: float = field(default_factory=lambda: clock().time())
 
     @property
     def healthy(self) -> bool:
@@ -159,8 +159,8 @@ def _nothing() -> None:
 
 def _deadline(timeout: float | None) -> float | None:
     limit = check_timeout("timeout", timeout)
-    return None if limit is None else time.monotonic() + limit
+    return None if limit is None else clock().monotonic() + limit
 
 
 def _left(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
+    return None if deadline is None else max(0.0, deadline - clock().monotonic())

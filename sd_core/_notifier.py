@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 
+from ._clock import clock
 from ._timeouts import check_timeout
 
 __all__ = ["Notifier"]
@@ -44,21 +44,14 @@ class Notifier:
     def wait(self, seen: int, timeout: float | None) -> bool:
         """Block until the version differs from ``seen``; False if ``timeout`` passed first.
 
-        ``timeout`` is in seconds; ``None`` or ``math.inf`` waits without limit; NaN raises
-        ``ValueError``.
+        ``timeout`` is in seconds of the core's clock; ``None`` or ``math.inf`` waits without
+        limit; NaN raises ``ValueError``.
         """
         timeout = check_timeout("timeout", timeout)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        if timeout is not None and timeout <= 0:
+            return self._version != seen
         with self._cond:
-            while self._version == seen:
-                if deadline is None:
-                    self._cond.wait()
-                else:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return False
-                    self._cond.wait(remaining)
-            return True
+            return clock().wait_for(self._cond, lambda: self._version != seen, timeout)
 
     async def wait_async(self, seen: int, timeout: float | None) -> bool:
         """Await until the version differs from ``seen``; False if ``timeout`` passed first
@@ -68,18 +61,24 @@ class Notifier:
         with self._cond:
             if self._version != seen:
                 return True
+            if timeout is not None and timeout <= 0:
+                return False
             future: asyncio.Future[None] = loop.create_future()
             self._futures.append((loop, future))
+        sleeper = None if timeout is None else asyncio.ensure_future(clock().sleep(timeout))
         try:
-            await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            return False
+            if sleeper is None:
+                await asyncio.shield(future)
+            else:
+                await asyncio.wait({future, sleeper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            if sleeper is not None:
+                sleeper.cancel()
             if not future.done():
                 future.cancel()
                 with self._cond, contextlib.suppress(ValueError):
                     self._futures.remove((loop, future))
-        return True
+        return future.done() and not future.cancelled()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -2,7 +2,8 @@
 
 Precedence: keyword > URL query > environment variable (``Option.env``) > default. Every
 declared option is returned, so a backend factory receives all of them. The value of a
-secret option never appears in an error message.
+secret option never appears in an error message. :func:`resolve_for` is the same resolution
+for a backend factory called directly (not through ``sd_core.instancer`` / ``registrar``).
 """
 
 from __future__ import annotations
@@ -10,14 +11,23 @@ from __future__ import annotations
 import contextlib
 import difflib
 import math
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._backend import Backend, Option
+from ._backend import (
+    DURATION_FORMS,
+    Backend,
+    Duration,
+    DurationError,
+    Option,
+    duration_value,
+    format_duration,
+)
 from ._errors import ConfigError
 from ._secrets import check_secret
 
-__all__ = ["describe_option", "redacted", "resolve_options"]
+__all__ = ["describe_option", "redacted", "resolve_for", "resolve_options"]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -25,7 +35,7 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 
 def describe_option(option: Option) -> str:
     """``name (type)`` or ``name (type, secret)``."""
-    kind = f"{option.type.__name__}, secret" if option.secret else option.type.__name__
+    kind = f"{option.type_name}, secret" if option.secret else option.type_name
     return f"{option.name} ({kind})"
 
 
@@ -45,17 +55,34 @@ _EXPECTED: dict[type, str] = {
     int: "an integer",
     float: "a number",
     list: "a list of strings",
+    Duration: f"a duration ({DURATION_FORMS})",
 }
 
 
 class _Invalid(ValueError):
-    """A value that does not convert; the message is an addition to "must be <type>"."""
+    """A value that does not convert; the message is an addition to "must be <type>" and
+    ``why`` one to "got <value>"."""
+
+    def __init__(self, message: str = "", why: str = "") -> None:
+        super().__init__(message)
+        self.why = why
 
 
-def _convert_one(kind: type, value: object) -> Any:
-    if kind is str and isinstance(value, str):
-        return value
-    if kind is bool:
+def _convert_one(option: Option, value: object) -> Any:
+    kind = option.type
+    if kind is str:
+        if isinstance(value, os.PathLike):  # a file name given as a Path
+            value = os.fspath(value)
+        if isinstance(value, str):
+            return value
+    elif kind is Duration:
+        try:
+            return duration_value(option, value)
+        except DurationError as exc:
+            # The reason may quote part of the value ("unknown unit 'x'"): not for a secret.
+            why = f" ({exc.reason})" if exc.reason and not option.secret else ""
+            raise _Invalid(" or never" if option.never else "", why) from None
+    elif kind is bool:
         if isinstance(value, bool):
             return value
         word = value.strip().lower() if isinstance(value, str) else None
@@ -85,16 +112,25 @@ def _convert_one(kind: type, value: object) -> Any:
     raise _Invalid("")
 
 
+def _bound(option: Option, bound: float | None) -> str:
+    if bound is None:
+        return ""
+    return format_duration(bound) if option.type is Duration else f"{bound:g}"
+
+
 def _check_bounds(option: Option, value: Any) -> str | None:
     """Why ``value`` (already converted) is outside what ``option`` accepts, or None."""
-    if option.type in (int, float):
+    if option.type in (int, float, Duration):
+        if option.never and value == math.inf:
+            return None
         low, high = option.min, option.max
         if (low is not None and value < low) or (high is not None and value > high):
+            never = " (or never)" if option.never else ""
             if low is not None and high is not None:
-                return f"must be between {low:g} and {high:g}"
+                return f"must be between {_bound(option, low)} and {_bound(option, high)}{never}"
             if low is not None:
-                return f"must be at least {low:g}"
-            return f"must be at most {high:g}"
+                return f"must be at least {_bound(option, low)}{never}"
+            return f"must be at most {_bound(option, high)}{never}"
     if option.choices is not None:
         items = value if isinstance(value, list) else [value]
         for item in items:
@@ -121,7 +157,7 @@ def _convert(option: Option, value: object) -> Any:
         if len(value) != 1:
             raise _Invalid(f" (it was given {len(value)} times)")
         value = value[0]
-    return _convert_one(option.type, value)
+    return _convert_one(option, value)
 
 
 def _from_env(option: Option, raw: str) -> object:
@@ -165,25 +201,55 @@ def resolve_options(
             value = _from_env(option, environ[option.env])
             where = f" from environment variable {option.env}"
         else:
-            default = option.default
-            result[name] = list(default) if isinstance(default, list) else default
+            result[name] = _default(option)
             continue
         try:
             converted = _convert(option, value)
         except _Invalid as exc:
             raise ConfigError(
                 f"{backend.name}: option {name!r}{where} must be {_EXPECTED[option.type]}{exc}, "
-                f"got {_show(option, value)}; {_accepted(backend)}"
+                f"got {_show(option, value)}{exc.why}; {_accepted(backend)}"
             ) from None
         problem = _check_bounds(option, converted)
         if problem is not None:
+            shown = value if option.type is Duration else converted
             raise ConfigError(
-                f"{backend.name}: option {name!r}{where} {problem}, got {_show(option, converted)}"
+                f"{backend.name}: option {name!r}{where} {problem}, got {_show(option, shown)}"
             )
         if option.secret and isinstance(converted, str):
             converted = check_secret(backend.name, name, converted)
         result[name] = converted
     return result
+
+
+def _default(option: Option) -> Any:
+    default = option.default
+    if isinstance(default, list):
+        return list(default)
+    if option.type is Duration and default is not None:
+        return duration_value(option, default)  # checked when the Option was made
+    return default
+
+
+def resolve_for(
+    backend: Backend, options: Mapping[str, object], *, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The options a factory of ``backend`` works with, from the keywords it was called with.
+
+    Through ``sd_core.instancer`` / ``registrar`` a factory receives options already resolved
+    (every declared option, typed, defaults filled in); called directly
+    (``ConsulBackend().instancer("web", wait=5)``) it receives what its caller wrote. Calling
+    this first at every entry point treats both alike: the same conversion, bounds, choices,
+    secrets and environment variables (``environ``, default ``os.environ``), and the same
+    :class:`ConfigError` as ``sd_core.instancer()``. Resolving resolved options changes
+    nothing.
+    """
+    return resolve_options(
+        backend,
+        keywords=options,
+        query={},
+        environ=os.environ if environ is None else environ,
+    )
 
 
 def redacted(backend: Backend, options: Mapping[str, Any]) -> dict[str, Any]:

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import inspect
 import threading
-import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from types import TracebackType
-from typing import Self
+from typing import Any, ClassVar, Self
 
 from ._backoff import Backoff
+from ._clock import Signal, clock
+
+# Imported for its exit handler's place: handlers run last-registered first, so registrations
+# are withdrawn at exit while the shared clients (and the core's loop) are still open.
+from ._connections import connections as _connections  # noqa: F401
 from ._dispatch import Mailbox
 from ._errors import RegistrationError, SDError
 from ._health import HealthChanges, RegistrarHealth, RegistrarState
 from ._instance import Registration
+from ._loop import core_loop
 from ._secrets import logger, scrub, scrub_error
 
 __all__ = ["BaseRegistrar"]
@@ -52,6 +58,9 @@ class BaseRegistrar:
     """
 
     backend_name = "backend"
+    renews: ClassVar[bool] = True
+    """False for a backend whose liveness is kept elsewhere (a session, a lease the connection
+    keeps alive): no renewal; the plugin calls :meth:`mark_lost` when that liveness is lost."""
 
     def __init__(
         self,
@@ -67,10 +76,14 @@ class BaseRegistrar:
         self.registration = registration
         self.keepalive_interval = registration.ttl * keepalive_fraction
         self._backoff = backoff or Backoff(initial=0.1, maximum=max(0.1, self.keepalive_interval))
+        self._async = inspect.iscoroutinefunction(self._backend_register)
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
+        self._wake = Signal()
+        self._stopping = False
         self._thread: threading.Thread | None = None
+        self._alock: asyncio.Lock | None = None
+        self._awake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
         self._status: tuple[str, str] | None = None
         self._health_lock = threading.Lock()
         self._current_health = RegistrarHealth(RegistrarState.IDLE)
@@ -160,7 +173,7 @@ class BaseRegistrar:
         restored: bool = False,
     ) -> None:
         if ok:
-            self._last_ok = time.monotonic()
+            self._last_ok = clock().monotonic()
         with self._health_lock:
             old = self._current_health
             new = RegistrarHealth(
@@ -168,7 +181,7 @@ class BaseRegistrar:
                 last_error=old.last_error if error is None else error,
                 restores=old.restores + (1 if restored else 0),
                 failures=0 if ok else old.failures + (1 if error is not None else 0),
-                since=old.since if state is None or state is old.state else time.time(),
+                since=old.since if state is None or state is old.state else clock().time(),
             )
             if new == old:
                 return
@@ -198,23 +211,20 @@ class BaseRegistrar:
         Raises :class:`RegistrationError` when the backend refused or could not be reached.
         Registering again while a deregistration is pending supersedes it.
         """
+        if self._async:
+            core_loop().call(self._register_async())
+            return
         with self._lock:
-            state = self._current_health.state
-            if state is RegistrarState.CLOSED:
-                raise RegistrationError(f"{self!r} is closed")
-            if state in _HELD:
+            if not self._may_register():
                 return
             self._call("register", self._backend_register)
-            self._set_health(RegistrarState.REGISTERED, ok=True)
-            self._stopping.clear()
-            self._wake.clear()
+            self._registered_now()
             self._thread = threading.Thread(
                 target=self._keepalive_loop,
                 name=f"sd-keepalive-{self.backend_name}-{self.backend_id}",
                 daemon=True,
             )
             self._thread.start()
-            _live.add(self)
 
     def deregister(self) -> None:
         """Withdraw the registration and stop keeping it alive (idempotent).
@@ -223,9 +233,11 @@ class BaseRegistrar:
         deregistration stays pending (state ``deregistering``): the next ``deregister()`` or
         ``close()`` tries again, and so does interpreter exit.
         """
+        if self._async:
+            core_loop().call(self._deregister_async())
+            return
         with self._lock:
-            state = self._current_health.state
-            if state not in _HELD and state is not RegistrarState.DEREGISTERING:
+            if not self._may_deregister():
                 return
             self._stop_thread()
             try:
@@ -233,16 +245,21 @@ class BaseRegistrar:
             except BaseException:
                 self._set_health(RegistrarState.DEREGISTERING)
                 raise
-            self._set_health(RegistrarState.IDLE, ok=True)
-            _live.discard(self)
+            self._deregistered_now()
 
     def set_status(self, status: str, note: str = "") -> None:
         """Report health where the backend has a notion of it (e.g. passing/warning/critical)."""
+        if self._async:
+            core_loop().call(self._set_status_async(status, note))
+            return
         self._call("set status", lambda: self._backend_set_status(status, note))
         self._status = (status, note)
 
     def mark_lost(self, reason: str) -> None:
-        """Say that the backend lost the registration; it is put back in the background."""
+        """Say that the backend lost the registration; it is put back in the background.
+
+        May be called from any thread (a session callback, a lease watcher).
+        """
         if self._current_health.state not in _HELD:
             return
         log.warning(
@@ -252,7 +269,7 @@ class BaseRegistrar:
             scrub(reason),
         )
         self._set_health(RegistrarState.LOST)
-        self._wake.set()
+        self._wake_up()
 
     def close(self) -> None:
         """Deregister and release the client's resources (idempotent).
@@ -260,32 +277,46 @@ class BaseRegistrar:
         When the deregistration fails, the error is raised and nothing is released: the
         next ``close()`` (or interpreter exit) tries again.
         """
+        if self._async:
+            core_loop().call(self._close_async())
+            return
         self.deregister()
         with self._lock:
-            if self._current_health.state is RegistrarState.CLOSED:
+            if not self._may_close():
                 return
-            if self._current_health.state is not RegistrarState.IDLE:
-                return  # registered again meanwhile by another thread
-            self._set_health(RegistrarState.CLOSED)
         try:
             self._backend_close()
         finally:
-            with self._health_lock:
-                listeners, self._listeners = self._listeners, []
-            for listener in listeners:
-                listener.close()
+            self._closed_now()
 
     async def aregister(self) -> None:
-        """Async twin of :meth:`register` (runs it in a worker thread)."""
-        await asyncio.to_thread(self.register)
+        """Async twin of :meth:`register`: on the core's loop for an async backend (no worker
+        thread), in a worker thread for a blocking one."""
+        if self._async:
+            await core_loop().acall(self._register_async())
+        else:
+            await asyncio.to_thread(self.register)
 
     async def aderegister(self) -> None:
         """Async twin of :meth:`deregister`."""
-        await asyncio.to_thread(self.deregister)
+        if self._async:
+            await core_loop().acall(self._deregister_async())
+        else:
+            await asyncio.to_thread(self.deregister)
+
+    async def aset_status(self, status: str, note: str = "") -> None:
+        """Async twin of :meth:`set_status`."""
+        if self._async:
+            await core_loop().acall(self._set_status_async(status, note))
+        else:
+            await asyncio.to_thread(self.set_status, status, note)
 
     async def aclose(self) -> None:
         """Async twin of :meth:`close`."""
-        await asyncio.to_thread(self.close)
+        if self._async:
+            await core_loop().acall(self._close_async())
+        else:
+            await asyncio.to_thread(self.close)
 
     def __enter__(self) -> Self:
         self.register()
@@ -316,77 +347,64 @@ class BaseRegistrar:
         state = self._current_health.state.value
         return f"<{type(self).__name__} {reg.service} id={self.backend_id!r} {reg.address} {state}>"
 
-    # -- machinery -----------------------------------------------------------------------
-    def _call(self, what: str, fn: Callable[[], object]) -> None:
-        try:
-            fn()
-        except NotImplementedError:
-            raise
-        except Exception as exc:
-            scrub_error(exc)
-            if isinstance(exc, SDError):
-                self._set_health(error=exc)
-                raise
-            reg = self.registration
-            error = RegistrationError(
-                f"{self.backend_name}: could not {what} {reg.service} {self.backend_id}: "
-                f"{type(exc).__name__}: {scrub(str(exc))}"
-            )
-            self._set_health(error=error)
-            raise error from exc
+    # -- the steps both twins take (no I/O) ------------------------------------------------
+    def _may_register(self) -> bool:
+        state = self._current_health.state
+        if state is RegistrarState.CLOSED:
+            raise RegistrationError(f"{self!r} is closed")
+        return state not in _HELD
 
-    def _stop_thread(self) -> None:
-        self._stopping.set()
-        self._wake.set()
-        thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join()
+    def _registered_now(self) -> None:
+        self._set_health(RegistrarState.REGISTERED, ok=True)
+        self._stopping = False
+        self._wake_clear()
+        _live.add(self)
 
-    def _keepalive_loop(self) -> None:
-        delay = self.keepalive_interval
-        while True:
-            self._wake.wait(delay)
-            self._wake.clear()
-            if self._stopping.is_set():
-                return
-            lost = self._current_health.state is RegistrarState.LOST
-            delay = self._restore() if lost else self._renew()
+    def _may_deregister(self) -> bool:
+        state = self._current_health.state
+        return state in _HELD or state is RegistrarState.DEREGISTERING
 
-    def _failed_call(self, what: str, exc: Exception) -> BaseException:
+    def _deregistered_now(self) -> None:
+        self._set_health(RegistrarState.IDLE, ok=True)
+        _live.discard(self)
+
+    def _may_close(self) -> bool:
+        state = self._current_health.state
+        # Closed already, or registered again meanwhile by another caller: nothing to release.
+        if state is not RegistrarState.IDLE:
+            return False
+        self._set_health(RegistrarState.CLOSED)
+        return True
+
+    def _closed_now(self) -> None:
+        with self._health_lock:
+            listeners, self._listeners = self._listeners, []
+        for listener in listeners:
+            listener.close()
+
+    def _failure(self, what: str, exc: BaseException) -> BaseException:
+        """The error a failed backend call becomes: secrets scrubbed, a non-SDError wrapped."""
         scrub_error(exc)
         if isinstance(exc, SDError):
             return exc
+        reg = self.registration
         error = RegistrationError(
-            f"{self.backend_name}: {what} of {self.backend_id} failed: "
+            f"{self.backend_name}: could not {what} {reg.service} {self.backend_id}: "
             f"{type(exc).__name__}: {scrub(str(exc))}"
         )
         error.__cause__ = exc
         return error
 
-    def _renew(self) -> float:
-        try:
-            alive = self._backend_keepalive()
-        except Exception as exc:
-            delay = min(self._backoff.next(), self.keepalive_interval)
-            error = self._failed_call("keepalive", exc)
-            overdue = time.monotonic() - self._last_ok > self.registration.ttl
-            state = RegistrarState.FAILING if overdue else RegistrarState.RENEWING
-            if not self._stopping.is_set():
-                self._set_health(state, error=error)
-            log.warning(
-                "%s: keepalive of %s failed, retrying in %.2f s: %s",
-                self.backend_name,
-                self.backend_id,
-                delay,
-                error,
-            )
-            return delay
+    def _first_delay(self) -> float | None:
+        return self.keepalive_interval if self.renews else None
+
+    def _renewed(self, alive: bool) -> float | None:
         if alive:
             self._backoff.reset()
-            if not self._stopping.is_set():
+            if not self._stopping:
                 self._set_health(RegistrarState.REGISTERED, ok=True)
-            return self.keepalive_interval
-        if not self._stopping.is_set():
+            return self._first_delay()
+        if not self._stopping:
             log.warning(
                 "%s: the backend no longer knows %s; restoring it",
                 self.backend_name,
@@ -395,27 +413,26 @@ class BaseRegistrar:
             self._set_health(RegistrarState.LOST)
         return 0.0
 
-    def _restore(self) -> float:
-        try:
-            self._backend_register()
-            if self._status is not None:
-                self._backend_set_status(*self._status)
-        except Exception as exc:
-            delay = self._backoff.next()
-            error = self._failed_call("restoring the registration", exc)
-            if not self._stopping.is_set():
-                self._set_health(error=error)
-            log.warning(
-                "%s: restoring %s failed, retrying in %.2f s: %s",
-                self.backend_name,
-                self.backend_id,
-                delay,
-                error,
-            )
-            return delay
+    def _renew_failed(self, exc: BaseException) -> float:
+        delay = min(self._backoff.next(), self.keepalive_interval)
+        error = self._failure("renew", exc)
+        overdue = clock().monotonic() - self._last_ok > self.registration.ttl
+        state = RegistrarState.FAILING if overdue else RegistrarState.RENEWING
+        if not self._stopping:
+            self._set_health(state, error=error)
+        log.warning(
+            "%s: keepalive of %s failed, retrying in %.2f s: %s",
+            self.backend_name,
+            self.backend_id,
+            delay,
+            error,
+        )
+        return delay
+
+    def _restored(self) -> float | None:
         self._backoff.reset()
-        if self._stopping.is_set():
-            return self.keepalive_interval
+        if self._stopping:
+            return self._first_delay()
         self._set_health(RegistrarState.REGISTERED, ok=True, restored=True)
         log.warning(
             "%s: restored registration %s (restores: %d)",
@@ -423,7 +440,187 @@ class BaseRegistrar:
             self.backend_id,
             self.restores,
         )
-        return self.keepalive_interval
+        return self._first_delay()
+
+    def _restore_failed(self, exc: BaseException) -> float:
+        delay = self._backoff.next()
+        error = self._failure("restore", exc)
+        if not self._stopping:
+            self._set_health(error=error)  # still lost: the state says so
+        log.warning(
+            "%s: restoring %s failed, retrying in %.2f s: %s",
+            self.backend_name,
+            self.backend_id,
+            delay,
+            error,
+        )
+        return delay
+
+    # -- the blocking twin -------------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except NotImplementedError:
+            raise
+        except Exception as exc:
+            error = self._failure(what, exc)
+            self._set_health(error=error)
+            if error is exc:
+                raise
+            raise error from exc
+
+    def _stop_thread(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    def _keepalive_loop(self) -> None:
+        delay = self._first_delay()
+        while True:
+            self._wake.wait(delay)
+            self._wake.clear()
+            if self._stopping:
+                return
+            if self._current_health.state is RegistrarState.LOST:
+                try:
+                    self._backend_register()
+                    if self._status is not None:
+                        self._backend_set_status(*self._status)
+                except Exception as exc:
+                    delay = self._restore_failed(exc)
+                else:
+                    delay = self._restored()
+            elif self.renews:
+                try:
+                    alive = self._backend_keepalive()
+                except Exception as exc:
+                    delay = self._renew_failed(exc)
+                else:
+                    delay = self._renewed(bool(alive))
+            else:
+                delay = None
+
+    # -- the async twin (hooks are coroutines, run on the core's loop) -----------------------
+    def _async_state(self) -> tuple[asyncio.Lock, asyncio.Event]:
+        if self._alock is None or self._awake is None:
+            self._alock, self._awake = asyncio.Lock(), asyncio.Event()
+        return self._alock, self._awake
+
+    async def _acall(self, what: str, coro: Coroutine[Any, Any, object]) -> None:
+        try:
+            await coro
+        except NotImplementedError:
+            raise
+        except Exception as exc:
+            error = self._failure(what, exc)
+            self._set_health(error=error)
+            if error is exc:
+                raise
+            raise error from exc
+
+    async def _register_async(self) -> None:
+        lock, _ = self._async_state()
+        async with lock:
+            if not self._may_register():
+                return
+            await self._acall("register", _coro(self._backend_register))
+            self._registered_now()
+            self._task = asyncio.get_running_loop().create_task(self._keepalive_async())
+
+    async def _deregister_async(self) -> None:
+        lock, wake = self._async_state()
+        async with lock:
+            if not self._may_deregister():
+                return
+            self._stopping = True
+            wake.set()
+            task, self._task = self._task, None
+            if task is not None and task is not asyncio.current_task():
+                await asyncio.wait({task})
+            try:
+                await self._acall("deregister", _coro(self._backend_deregister))
+            except BaseException:
+                self._set_health(RegistrarState.DEREGISTERING)
+                raise
+            self._deregistered_now()
+
+    async def _set_status_async(self, status: str, note: str) -> None:
+        await self._acall("set status", _coro(self._backend_set_status, status, note))
+        self._status = (status, note)
+
+    async def _close_async(self) -> None:
+        await self._deregister_async()
+        lock, _ = self._async_state()
+        async with lock:
+            if not self._may_close():
+                return
+        try:
+            await _coro(self._backend_close)
+        finally:
+            self._closed_now()
+
+    async def _keepalive_async(self) -> None:
+        _, wake = self._async_state()
+        delay = self._first_delay()
+        while True:
+            if delay is None:
+                await wake.wait()
+            elif not wake.is_set():
+                sleeper = asyncio.ensure_future(clock().sleep(delay))
+                woken = asyncio.ensure_future(wake.wait())
+                try:
+                    await asyncio.wait({sleeper, woken}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    sleeper.cancel()
+                    woken.cancel()
+            wake.clear()
+            if self._stopping:
+                return
+            if self._current_health.state is RegistrarState.LOST:
+                try:
+                    await _coro(self._backend_register)
+                    if self._status is not None:
+                        await _coro(self._backend_set_status, *self._status)
+                except Exception as exc:
+                    delay = self._restore_failed(exc)
+                else:
+                    delay = self._restored()
+            elif self.renews:
+                try:
+                    alive = await _coro(self._backend_keepalive)
+                except Exception as exc:
+                    delay = self._renew_failed(exc)
+                else:
+                    delay = self._renewed(bool(alive))
+            else:
+                delay = None
+
+    # -- waking the keepalive, whichever twin runs it ---------------------------------------
+    def _wake_up(self) -> None:
+        if self._async:
+            wake = self._awake
+            if wake is not None:
+                core_loop().loop().call_soon_threadsafe(wake.set)
+        else:
+            self._wake.set()
+
+    def _wake_clear(self) -> None:
+        if self._async:
+            if self._awake is not None:
+                self._awake.clear()
+        else:
+            self._wake.clear()
+
+
+async def _coro(hook: Callable[..., object], *args: object) -> Any:
+    """Call a backend hook of an async registrar and await what it returns (a hook the backend
+    did not override, such as ``_backend_close``, may be the base's sync one)."""
+    result = hook(*args)
+    if inspect.isawaitable(result):
+        return await result
+    return result
 
 
 @atexit.register

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import math
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ._balance.base import Balancer
+from ._clock import clock
 from ._errors import NoEndpointsError, RetryError
 from ._timeouts import check_timeout
 
@@ -76,11 +75,11 @@ def retry(
 
     def call(*args: Any, **kwargs: Any) -> Any:
         pick_key = None if key is None else key(*args, **kwargs)
-        deadline = math.inf if limit is None else time.monotonic() + limit
+        deadline = math.inf if limit is None else clock().monotonic() + limit
         errors: list[Exception] = []
         failed: list[Any] = []
         for attempt in range(1, max_attempts + 1):
-            remaining = deadline - time.monotonic()
+            remaining = deadline - clock().monotonic()
             if remaining <= 0:
                 break
             endpoint = None
@@ -116,18 +115,18 @@ def aretry(
 
     async def call(*args: Any, **kwargs: Any) -> Any:
         pick_key = None if key is None else key(*args, **kwargs)
-        deadline = math.inf if limit is None else time.monotonic() + limit
+        deadline = math.inf if limit is None else clock().monotonic() + limit
         errors: list[Exception] = []
         failed: list[Any] = []
         for attempt in range(1, max_attempts + 1):
-            remaining = deadline - time.monotonic()
+            remaining = deadline - clock().monotonic()
             if remaining <= 0:
                 break
             endpoint = None
             picked = False
             try:
                 async with (
-                    asyncio.timeout(None if limit is None else remaining),
+                    clock().timeout(None if limit is None else remaining),
                     balancer.achoose(pick_key, timeout=remaining, avoid=failed) as endpoint,
                 ):
                     picked = True

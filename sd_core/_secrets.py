@@ -1,11 +1,11 @@
 """Secrets: values that never appear in a log line, an error message or a repr, in any form.
 
-Every value of a secret option (see :class:`~sd_core.Option`) is recorded here when options are
-resolved. :func:`scrub` replaces it in a text in every form it takes when other code prints it:
-raw, as Python escapes it in a ``repr`` (``'tok\\n'``), as JSON escapes it, and URL-quoted.
-:func:`scrub_error` does the same to an exception and the exceptions chained to it, so that a
-traceback of an error the core raises or logs holds no secret either. The loggers of the core
-and of plugins come from :func:`logger`, whose filter scrubs every record.
+Every value of a secret option (see :class:`~sd_core.plugin.Option`) is recorded here when
+options are resolved. :func:`scrub` replaces it in a text in every form it takes when other
+code prints it: raw, as Python escapes it in a ``repr`` (``'tok\\n'``), as JSON escapes it,
+and URL-quoted. :func:`scrub_error` does the same to an exception and the exceptions chained
+to it, so that a traceback of an error the core raises or logs holds no secret either. The
+loggers of the core and of plugins come from :func:`logger`, whose filter scrubs every record.
 """
 
 from __future__ import annotations

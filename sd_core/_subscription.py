@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
+from ._clock import clock
 from ._closing import Closing
 from ._event import Event
 from ._notifier import Notifier
@@ -106,8 +106,8 @@ class Subscription(Closing, Iterator[Event], AsyncIterator[Event]):
 
 def _deadline(timeout: object) -> float | None:
     seconds = check_timeout("timeout", timeout)
-    return None if seconds is None else time.monotonic() + seconds
+    return None if seconds is None else clock().monotonic() + seconds
 
 
 def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else deadline - time.monotonic()
+    return None if deadline is None else deadline - clock().monotonic()

@@ -1,4 +1,13 @@
-"""WatchInstancer: runs a backend's watch loop in a thread, with backoff and error events."""
+"""Watching a backend: what the three watch styles share, and the blocking style.
+
+Every style gives the same guarantees: the current state at once, identical sets not sent
+again, one error event on the transition to failure, a full set on recovery, capped
+exponential backoff with jitter, nothing raised into a subscriber, and a bounded ``stop()``.
+
+- :class:`WatchInstancer`: a blocking function in a thread (clients whose calls block);
+- :class:`~sd_core._async_watch.AsyncWatchInstancer`: a coroutine on the core's event loop;
+- :class:`~sd_core._push.PushInstancer`: the client's own callbacks publish.
+"""
 
 from __future__ import annotations
 
@@ -7,23 +16,73 @@ from collections.abc import Callable, Iterable
 
 from ._backoff import Backoff
 from ._broadcast import BaseInstancer
+from ._clock import Signal
 from ._errors import BackendUnavailableError, SDError
 from ._event import Event
 from ._instance import Instance
 from ._secrets import logger, scrub, scrub_error
 from ._timeouts import check_timeout
 
-__all__ = ["Watch", "WatchContext", "WatchInstancer"]
+__all__ = ["Watch", "WatchContext", "WatchInstancer", "WatchingInstancer"]
 
 log = logger("sd_core.instancer")
 
 
+class WatchingInstancer(BaseInstancer):
+    """An instancer fed by a backend: what the three watch styles share.
+
+    :meth:`_published` takes a full set (and resets the backoff); :meth:`_failed` takes an
+    error and sends one error event on the transition to failure (a non-:class:`SDError`
+    becomes :class:`BackendUnavailableError`), secrets scrubbed.
+    """
+
+    def __init__(self, *, name: str, backoff: Backoff | None = None) -> None:
+        super().__init__()
+        self.name = name
+        self._backoff = backoff or Backoff(initial=0.2, maximum=30.0)
+
+    def _published(self, instances: Iterable[Instance]) -> None:
+        event = Event(instances)
+        self._backoff.reset()
+        self.update(event)
+
+    def _failed(self, exc: BaseException) -> None:
+        error: SDError
+        scrub_error(exc)
+        if isinstance(exc, SDError):
+            error = exc
+        else:
+            error = BackendUnavailableError(f"{self.name}: {type(exc).__name__}: {scrub(str(exc))}")
+            error.__cause__ = exc
+        current = self.state
+        if current is None or current.ok:
+            log.warning("%s: discovery failed, retrying with backoff: %s", self.name, error)
+            self.update(Event(error=error))
+        else:
+            log.debug("%s: still failing: %s", self.name, error)
+
+    def _alive(self) -> bool:
+        """Whether what feeds the instancer still runs (a thread, a task, callbacks)."""
+        return True
+
+    def __repr__(self) -> str:
+        if self.stopped:
+            state = "stopped"
+        elif not self._alive():
+            state = "dead"
+        elif self._state is not None and self._state.error is not None:
+            state = "failing"
+        else:
+            state = "watching"
+        return f"<{type(self).__name__} {self.name} {state}>"
+
+
 class WatchContext:
-    """What a backend's watch function is given: publish, wait, and learn of stop."""
+    """What a blocking watch function is given: publish, wait, and learn of stop."""
 
     def __init__(self, owner: WatchInstancer) -> None:
         self._owner = owner
-        self._stop = threading.Event()
+        self._stop = Signal()
         self._interrupters: list[Callable[[], None]] = []
         self._lock = threading.Lock()
 
@@ -34,11 +93,11 @@ class WatchContext:
 
     def publish(self, instances: Iterable[Instance]) -> None:
         """Report the complete current set of instances (never a delta)."""
-        self._owner._published(Event(instances))
+        self._owner._published(instances)
 
     def wait(self, seconds: float | None) -> bool:
-        """Sleep up to ``seconds`` (``None``: until stopping); True (at once) if the
-        instancer is stopping."""
+        """Sleep up to ``seconds`` of the core's clock (``None``: until stopping); True (at
+        once) if the instancer is stopping."""
         return self._stop.wait(check_timeout("seconds", seconds))
 
     def on_stop(self, interrupt: Callable[[], None]) -> None:
@@ -70,17 +129,18 @@ class WatchContext:
 
 
 Watch = Callable[[WatchContext], None]
-"""A backend's watch loop: publishes full sets until stopped, raises on failure."""
+"""A backend's blocking watch loop: publishes full sets until stopped, raises on failure."""
 
 
-class WatchInstancer(BaseInstancer):
-    """An instancer fed by a backend's watch function running in a background thread.
+class WatchInstancer(WatchingInstancer):
+    """An instancer fed by a backend's blocking watch function, run in a background thread.
 
     ``watch(ctx)`` calls ``ctx.publish(instances)`` each time it knows the whole set and
-    returns when ``ctx.stopping``. When it raises, one error event is sent on the
-    transition to failure and the function is called again after a capped exponential
-    backoff with jitter; the next successful publish sends the full set. Errors that are not
-    :class:`SDError` reach subscribers as :class:`BackendUnavailableError`.
+    returns when ``ctx.stopping``. When it raises (anything, ``BaseException`` included),
+    one error event is sent on the transition to failure and the function is called again
+    after a capped exponential backoff with jitter; the next successful publish sends the
+    full set. ``stop()`` interrupts the function (see :meth:`WatchContext.on_stop`) and joins
+    the thread within ``join_timeout``.
     """
 
     def __init__(
@@ -89,23 +149,17 @@ class WatchInstancer(BaseInstancer):
         *,
         name: str,
         backoff: Backoff | None = None,
-        on_close: Callable[[], None] | None = None,
+        on_close: Callable[[], object] | None = None,
         join_timeout: float = 10.0,
     ) -> None:
-        super().__init__()
-        self.name = name
+        super().__init__(name=name, backoff=backoff)
         self._watch = watch
-        self._backoff = backoff or Backoff(initial=0.2, maximum=30.0)
         self._on_close = on_close
         self._join_timeout = join_timeout
         self._ctx = WatchContext(self)
         self._crashed: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"sd-watch-{name}", daemon=True)
         self._thread.start()
-
-    def _published(self, event: Event) -> None:
-        self._backoff.reset()
-        self.update(event)
 
     def _run(self) -> None:
         ctx = self._ctx
@@ -128,20 +182,8 @@ class WatchInstancer(BaseInstancer):
             log.critical("%s: the watch thread ended: %r", self.name, exc, exc_info=True)
             raise
 
-    def _failed(self, exc: BaseException) -> None:
-        error: SDError
-        scrub_error(exc)
-        if isinstance(exc, SDError):
-            error = exc
-        else:
-            error = BackendUnavailableError(f"{self.name}: {type(exc).__name__}: {scrub(str(exc))}")
-            error.__cause__ = exc
-        current = self.state
-        if current is None or current.ok:
-            log.warning("%s: discovery failed, retrying with backoff: %s", self.name, error)
-            self.update(Event(error=error))
-        else:
-            log.debug("%s: still failing: %s", self.name, error)
+    def _alive(self) -> bool:
+        return self._thread.is_alive()
 
     def stop(self) -> None:
         """Stop watching, end subscriptions and join the watch thread (idempotent)."""
@@ -156,14 +198,3 @@ class WatchInstancer(BaseInstancer):
         if self._on_close is not None:
             on_close, self._on_close = self._on_close, None
             on_close()
-
-    def __repr__(self) -> str:
-        if self.stopped:
-            state = "stopped"
-        elif not self._thread.is_alive():
-            state = f"dead ({type(self._crashed).__name__})" if self._crashed else "dead"
-        elif self._state is not None and self._state.error is not None:
-            state = "failing"
-        else:
-            state = "watching"
-        return f"<{type(self).__name__} {self.name} {state}>"

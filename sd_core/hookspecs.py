@@ -2,9 +2,9 @@
 
 A plugin module writes::
 
-    import sd_core
+    from sd_core.plugin import hookimpl
 
-    @sd_core.hookimpl
+    @hookimpl
     def register_backends(register):
         register(MyBackend())
 

@@ -5,17 +5,22 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import re
 import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator, Sequence
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+import sd_core._balance.base as base_module
 from sd_core import (
     Balancer,
+    Candidate,
     ConsistentHash,
     Endpointer,
     FixedEndpointer,
@@ -54,9 +59,11 @@ def test_choose_counts_in_flight_and_records_failures(kind: type[Balancer[Instan
             (entry,) = [e for e in entries if e.endpoint is endpoint]
             assert entry.pending == 1
         assert entry.pending == 0
+        assert entry.successes == 1 and entry.failures == 0
         with pytest.raises(ZeroDivisionError), balancer.choose(key="k") as endpoint:
             1 / 0  # noqa: B018
         assert sum(e.failures for e in entries) == 1
+        assert sum(e.successes for e in entries) == 1
         assert all(e.pending == 0 for e in entries)
 
 
@@ -313,7 +320,12 @@ class Conn:
         self.close_seq = next(self.seq)
 
 
-def _recording(kind: type[Balancer[Any]], seq: Iterator[int], local: threading.local) -> Any:
+def _recording(
+    kind: type[Balancer[Any]],
+    seq: Iterator[int],
+    local: threading.local,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
     """``kind`` recording in ``local.picked`` a number of ``seq`` taken right after each pick.
 
     endpoint() checks the entry it picked after that pick: when it returns an endpoint, the
@@ -321,10 +333,11 @@ def _recording(kind: type[Balancer[Any]], seq: Iterator[int], local: threading.l
     pick's number. A closer number below the pick's means a closed endpoint was handed out.
     """
     if kind is RoundRobin:
-
+        # RoundRobin implements turns(): endpoint() steps the base's cycle over them without
+        # calling pick(). Record the steps of that cycle, not of an overridden pick().
         class Stepped:
-            def __init__(self, cycle: Iterator[Any]) -> None:
-                self.inner = cycle
+            def __init__(self, round_: list[Any]) -> None:
+                self.inner = itertools.cycle(round_)
 
             def __iter__(self) -> Stepped:
                 return self
@@ -334,20 +347,12 @@ def _recording(kind: type[Balancer[Any]], seq: Iterator[int], local: threading.l
                 local.picked = next(seq)
                 return entry
 
-        class RecordingRoundRobin(RoundRobin[Any]):
-            @property
-            def _cycle(self) -> Stepped:
-                return self.__dict__["_stepped"]  # type: ignore[no-any-return]
-
-            @_cycle.setter
-            def _cycle(self, cycle: Iterator[Any]) -> None:
-                self.__dict__["_stepped"] = Stepped(cycle)
-
-        return RecordingRoundRobin
+        monkeypatch.setattr(base_module, "itertools", SimpleNamespace(cycle=Stepped))
+        return RoundRobin
 
     class Recording(kind):  # type: ignore[valid-type,misc]
-        def _pick(self, entries: Any, key: object) -> Any:
-            entry = super()._pick(entries, key)
+        def pick(self, candidates: Any, key: object) -> Any:
+            entry = super().pick(candidates, key)
             local.picked = next(seq)
             return entry
 
@@ -356,7 +361,7 @@ def _recording(kind: type[Balancer[Any]], seq: Iterator[int], local: threading.l
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_endpoint_never_returns_an_endpoint_closed_under_churn(
-    kind: type[Balancer[Instance]],
+    kind: type[Balancer[Instance]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seq = itertools.count()
     local = threading.local()
@@ -372,7 +377,7 @@ def test_endpoint_never_returns_an_endpoint_closed_under_churn(
     picks: list[int] = []
     errors: list[BaseException] = []
     with Endpointer(instancer, lambda i: Conn(i, seq)) as endpointer:
-        balancer = _recording(kind, seq, local)(endpointer)
+        balancer = _recording(kind, seq, local, monkeypatch)(endpointer)
 
         def churn() -> None:
             try:
@@ -425,11 +430,11 @@ def _picking_after_churn(
     class Racing(kind):  # type: ignore[valid-type,misc]
         raced = False
 
-        def _pick(self, entries: Any, key: object) -> Any:
+        def pick(self, candidates: Any, key: object) -> Any:
             if not self.raced:
                 self.raced = True
                 churn()
-            return super()._pick(entries, key)
+            return super().pick(candidates, key)
 
     return Racing
 
@@ -455,14 +460,14 @@ def test_round_robin_fast_path_never_returns_an_endpoint_closed_meanwhile() -> N
     with Endpointer(instancer, lambda i: Conn(i, seq)) as endpointer:
         balancer: RoundRobin[Conn] = RoundRobin(endpointer)
         balancer.endpoint()  # builds the cycle: the next pick takes the lock-free path
-        cycle = balancer._cycle
+        walked, cycle = balancer._Balancer__lane  # type: ignore[attr-defined]
 
         class Racing:
             def __next__(self) -> Any:
                 instancer.set(replacement)  # lands between the fast path's check and its step
                 return next(cycle)
 
-        balancer._cycle = Racing()  # type: ignore[assignment]
+        balancer._Balancer__lane = (walked, Racing())  # type: ignore[attr-defined]
         conn = balancer.endpoint()
         assert conn.close_seq is None, f"handed out {conn.id}, closed already"
         assert conn.id.startswith("new")
@@ -484,19 +489,209 @@ def test_a_stale_snapshot_does_not_rebuild_per_set_state(
         balancer.endpoint("k")  # per-set state (cycle, schedule, ring) now of the new set
         builds = 0
 
-        def state() -> object:
+        def state() -> object:  # the set the per-set state was built for
             if isinstance(balancer, RoundRobin):
-                return balancer._walked
-            if isinstance(balancer, Weighted):
-                return balancer._entries
-            assert isinstance(balancer, ConsistentHash)
-            return balancer._state[0]
+                return balancer._Balancer__turns[0]  # type: ignore[attr-defined]
+            return balancer._Balancer__state[0]  # type: ignore[attr-defined]
 
         current = cache.entries()
         assert state() is current
         for _ in range(5):  # a slow caller still holding the replaced snapshot
-            entry = balancer._pick(stale, "k")
+            entry = balancer.pick(stale, "k")
             builds += state() is not current
             assert entry in current, "picked from a replaced set"
             assert not entry.closed
         assert builds == 0
+
+
+# -- the public contract ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_built_in_balancers_use_only_the_public_contract(kind: type[Balancer[Any]]) -> None:
+    own = vars(kind)
+    assert "pick" in own or "turns" in own
+    assert not {"_pick", "_pick_avoiding", "endpoint", "choose", "achoose"} & set(own)
+    source = Path(str(sys.modules[kind.__module__].__file__)).read_text()
+    private = re.findall(
+        r"\b_Entry\b|(?<!sd_core)\._cache\b|\._entries\b|\._deadline\b|_Balancer__|_latest", source
+    )
+    assert private == [], f"{kind.__name__} reaches into the cache or the base: {private}"
+
+
+def test_public_candidates_are_the_cache_entries_themselves() -> None:
+    seen: list[Any] = []
+
+    class Spy(Balancer[str]):
+        def pick(self, candidates: Sequence[Candidate[str]], key: object) -> Candidate[str]:
+            seen.append(candidates)
+            return candidates[0]
+
+    endpointer = FixedEndpointer(["a", "b"])
+    balancer = Spy(endpointer)
+    assert balancer.endpoint() == "a"
+    with balancer.choose(key="k") as endpoint:
+        assert endpoint == "a"
+    assert seen[0] is seen[1] is endpointer._cache.entries()  # no copy, no view per pick
+    (first, _) = seen[0]
+    assert (first.endpoint, first.instance, first.pending) == ("a", None, 0)
+    assert (first.successes, first.failures) == (1, 0)
+    assert "pending=0" in repr(first)
+
+
+def test_a_pick_that_returns_something_else_is_refused() -> None:
+    class Sloppy(Balancer[str]):
+        def pick(self, candidates: Sequence[Candidate[str]], key: object) -> Candidate[str]:
+            return candidates[0].endpoint  # type: ignore[return-value]
+
+    balancer = Sloppy(FixedEndpointer(["a", "b"]))
+    with pytest.raises(TypeError, match=r"Sloppy.pick\(\) must return one of the candidates"):
+        balancer.endpoint()
+    with pytest.raises(TypeError, match="must return one of the candidates"), balancer.choose():
+        pass
+
+    class SloppyAvoiding(RoundRobin[str]):
+        def pick_avoiding(self, candidates: Any, key: object, avoided: Any) -> Any:
+            return None
+
+    avoiding = SloppyAvoiding(FixedEndpointer(["a", "b"]))
+    with (
+        pytest.raises(TypeError, match=r"pick_avoiding\(\) must return"),
+        avoiding.choose(avoid=["a"]),
+    ):
+        pass
+
+
+def test_turns_that_are_empty_or_not_candidates_are_refused() -> None:
+    class Nothing(Balancer[str]):
+        def turns(self, candidates: Sequence[Candidate[str]]) -> list[Candidate[str]]:
+            return []
+
+    class Strings(Balancer[str]):
+        def turns(self, candidates: Sequence[Candidate[str]]) -> Any:
+            return [c.endpoint for c in candidates]
+
+    with pytest.raises(ValueError, match=r"Nothing.turns\(\) returned no candidates"):
+        Nothing(FixedEndpointer(["a"])).endpoint()
+    with pytest.raises(TypeError, match=r"Strings.turns\(\) returned 'a', not a candidate"):
+        Strings(FixedEndpointer(["a"])).endpoint()
+
+    class Neither(Balancer[str]):
+        pass
+
+    with pytest.raises(NotImplementedError, match="implements neither pick"):
+        Neither(FixedEndpointer(["a"])).endpoint()
+
+
+def test_turns_may_repeat_or_leave_out_candidates() -> None:
+    class Heavy(Balancer[str]):
+        def turns(self, candidates: Sequence[Candidate[str]]) -> list[Candidate[str]]:
+            a, b, _ = candidates
+            return [a, a, b]
+
+    balancer = Heavy(FixedEndpointer(["a", "b", "c"]))
+    assert [balancer.endpoint() for _ in range(6)] == list("aabaab")
+    with balancer.choose() as endpoint:
+        assert endpoint == "a"
+
+
+def test_a_subclass_overriding_pick_of_a_turns_balancer_is_asked_for_every_pick() -> None:
+    asked = Counter[str]()
+
+    class Counting(RoundRobin[str]):
+        def pick(self, candidates: Sequence[Candidate[str]], key: object) -> Candidate[str]:
+            chosen = super().pick(candidates, key)
+            asked[chosen.endpoint] += 1
+            return chosen
+
+    balancer = Counting(FixedEndpointer(["a", "b"]))
+    picks = [balancer.endpoint() for _ in range(6)]
+    assert Counter(picks) == asked == Counter({"a": 3, "b": 3})
+
+
+def test_pick_avoiding_is_told_which_candidates_to_avoid() -> None:
+    told: list[tuple[Any, Any]] = []
+
+    class Last(Balancer[str]):
+        def pick(self, candidates: Sequence[Candidate[str]], key: object) -> Candidate[str]:
+            return candidates[-1]
+
+        def pick_avoiding(
+            self,
+            candidates: Sequence[Candidate[str]],
+            key: object,
+            avoided: Container[Candidate[str]],
+        ) -> Candidate[str]:
+            told.append((candidates, avoided))
+            return next(c for c in reversed(candidates) if c not in avoided)
+
+    balancer = Last(FixedEndpointer(["a", "b", "c"]))
+    with balancer.choose() as endpoint:
+        assert endpoint == "c" and told == []
+    with balancer.choose(avoid=["c", "zzz"]) as endpoint:
+        assert endpoint == "b"
+    ((candidates, avoided),) = told
+    assert [c in avoided for c in candidates] == [False, False, True]
+    assert "c" not in avoided  # it holds candidates, not endpoints
+
+
+def test_the_default_pick_avoiding_picks_again_then_takes_the_first_not_avoided() -> None:
+    class Always(Balancer[str]):
+        picks = 0
+
+        def pick(self, candidates: Sequence[Candidate[str]], key: object) -> Candidate[str]:
+            Always.picks += 1
+            return candidates[0]
+
+    balancer = Always(FixedEndpointer(["a", "b", "c"]))
+    with balancer.choose(avoid=["a"]) as endpoint:
+        assert endpoint == "b"
+    assert Always.picks == 3  # len(candidates) picks, then the first not avoided
+    with balancer.choose(avoid=["a", "b", "c"]) as endpoint:
+        assert endpoint == "a"  # all avoided: the pick stands
+
+
+def test_state_for_builds_once_per_set_and_never_for_a_replaced_one() -> None:
+    builds: list[int] = []
+
+    class Stateful(Balancer[Instance]):
+        def build(self, candidates: Sequence[Candidate[Instance]]) -> int:
+            builds.append(len(candidates))
+            return len(candidates)
+
+        def pick(
+            self, candidates: Sequence[Candidate[Instance]], key: object
+        ) -> Candidate[Instance]:
+            current, size = self.state_for(candidates, self.build)
+            assert len(current) == size
+            return current[0]
+
+    instancer = FixedInstancer(instances(2))
+    with Endpointer(instancer) as endpointer:
+        balancer = Stateful(endpointer)
+        stale = endpointer._cache.entries()
+        for _ in range(5):
+            balancer.endpoint()
+        assert builds == [2]
+        instancer.set(instances(3))
+        assert balancer.pick(stale, None).endpoint == instances(3)[0]  # from the current set
+        for _ in range(5):
+            balancer.endpoint()
+        assert builds == [2, 3]
+
+
+def test_subclasses_may_use_any_attribute_name_of_their_own() -> None:
+    class Busy(Balancer[str]):
+        def __init__(self, endpointer: Endpointer[str]) -> None:
+            super().__init__(endpointer)
+            self._cache = {}  # names the base might have used
+            self._lock = None
+            self._state = "mine"
+
+        def pick(self, candidates: Sequence[Candidate[str]], key: object) -> Candidate[str]:
+            return candidates[0]
+
+    balancer = Busy(FixedEndpointer(["a"]))
+    assert balancer.endpoint() == "a"
+    with balancer.choose(timeout=1) as endpoint:
+        assert endpoint == "a"

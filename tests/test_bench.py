@@ -17,6 +17,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ("bench_core.py", ["--quick"], "update of 10,000 instances"),
         ("bench_local_propagation.py", ["--trials", "5"], "register   -> seen"),
         ("bench_consul.py", ["--trials", "5", "--idle", "1"], "idle instancer CPU"),
+        ("bench_kit.py", ["--quick"], "consul clients open afterwards: 0"),
     ],
 )
 def test_benchmark_runs(script: str, args: list[str], expected: str) -> None:

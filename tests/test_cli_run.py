@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from pytest_sd import wait_for_event
+from pytest_sd.consul import ConsulServer
 
 import sd_core
 from sd_core import Event
 from sd_core.cli import _readiness
 from sd_core.cli._readiness import Listener, Readiness, ReadyUrl, receiving
-from sd_core.testing import wait_for_event
-from sd_core.testing.consul import ConsulServer
 
 SD = [sys.executable, "-m", "sd_core.cli"]
 PY = sys.executable

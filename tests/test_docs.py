@@ -6,18 +6,28 @@ import re
 from pathlib import Path
 
 import sd_core
+import sd_core.plugin
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
 
-def test_every_public_name_is_documented() -> None:
-    text = "\n".join(p.read_text() for p in DOCS.rglob("*.md"))
-    missing = [
+def _undocumented(names: list[str], text: str) -> list[str]:
+    return [
         name
-        for name in sd_core.__all__
+        for name in names
         if name != "__version__" and not re.search(rf"`{re.escape(name)}[`(.]", text)
     ]
+
+
+def test_every_public_name_is_documented() -> None:
+    text = "\n".join(p.read_text() for p in DOCS.rglob("*.md"))
+    missing = _undocumented(sd_core.__all__, text)
     assert missing == [], f"not documented under docs/: {missing}"
+
+
+def test_every_name_of_the_plugin_kit_is_documented_in_the_plugin_guide() -> None:
+    missing = _undocumented(sd_core.plugin.__all__, (DOCS / "plugins.md").read_text())
+    assert missing == [], f"not documented in docs/plugins.md: {missing}"
 
 
 def test_the_documentation_site_builds_without_warnings(tmp_path: Path) -> None:

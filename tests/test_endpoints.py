@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from sd_core import (
     LeastPending,
     RoundRobin,
 )
+from sd_core._clock import FakeClock, use_clock
 
 
 class Conn:
@@ -45,6 +47,13 @@ class Tracker:
         conn = Conn(instance, self.closes)
         self.made.append(conn)
         return conn
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeClock]:
+    with use_clock(FakeClock()) as installed:
+        assert isinstance(installed, FakeClock)
+        yield installed
 
 
 def inst(n: int, **kw: Any) -> Instance:
@@ -175,18 +184,15 @@ def test_error_keeps_last_good_set_without_invalidation() -> None:
     assert cache.endpoints() == [inst(1)]
 
 
-def test_invalidate_on_error_closes_everything_after_the_deadline() -> None:
-    now = [100.0]
+def test_invalidate_on_error_closes_everything_after_the_deadline(fake: FakeClock) -> None:
     tracker = Tracker()
-    cache: EndpointCache[Conn] = EndpointCache(
-        tracker, invalidate_on_error=10, clock=lambda: now[0]
-    )
+    cache: EndpointCache[Conn] = EndpointCache(tracker, invalidate_on_error=10)
     cache.update(Event([inst(1)]))
     cache.update(Event(error=BackendUnavailableError("down")))
-    now[0] += 9.9
+    fake.advance(9.9)
     assert len(cache.endpoints()) == 1
     cache.update(Event(error=BackendUnavailableError("still down")))  # deadline not pushed back
-    now[0] += 0.2
+    fake.advance(0.2)
     with pytest.raises(BackendUnavailableError, match="down"):
         cache.endpoints()
     assert cache.settle()
@@ -195,15 +201,14 @@ def test_invalidate_on_error_closes_everything_after_the_deadline() -> None:
     assert len(cache.endpoints()) == 1
 
 
-def test_invalidate_on_error_recovery_in_time_keeps_endpoints() -> None:
-    now = [0.0]
+def test_invalidate_on_error_recovery_in_time_keeps_endpoints(fake: FakeClock) -> None:
     tracker = Tracker()
-    cache: EndpointCache[Conn] = EndpointCache(tracker, invalidate_on_error=1, clock=lambda: now[0])
+    cache: EndpointCache[Conn] = EndpointCache(tracker, invalidate_on_error=1)
     cache.update(Event([inst(1)]))
     cache.update(Event(error=BackendUnavailableError("down")))
-    now[0] = 0.5
+    fake.advance(0.5)
     cache.update(Event([inst(1)]))
-    now[0] = 5
+    fake.advance(4.5)
     assert len(cache.endpoints()) == 1
     assert len(tracker.made) == 1
 
@@ -268,3 +273,22 @@ async def test_async_close_drains_without_blocking_the_loop() -> None:
         conn = choice.__enter__()
         asyncio.get_running_loop().call_later(0.05, choice.__exit__, None, None, None)
     assert tracker.closes[id(conn)] == 1
+
+
+def test_a_hung_request_is_closed_at_the_drain_timeout_in_clock_time(fake: FakeClock) -> None:
+    tracker = Tracker()
+    instancer = FixedInstancer([inst(1)])
+    endpointer = Endpointer(instancer, tracker, drain_timeout=60)
+    choice = RoundRobin(endpointer).choose()
+    conn = choice.__enter__()
+    instancer.set([])
+    drainer = endpointer._cache._drainer
+    assert drainer is not None
+    fake.advance(59)
+    assert endpointer._cache.settle(0) and tracker.closes[id(conn)] == 0
+    fake.advance(2)
+    drainer.join(5)
+    assert endpointer._cache.settle()
+    assert tracker.closes[id(conn)] == 1
+    choice.__exit__(None, None, None)
+    endpointer.close()

@@ -9,15 +9,8 @@ from collections.abc import Callable
 
 import pytest
 
-from sd_core import (
-    BackendUnavailableError,
-    Backoff,
-    Event,
-    FixedInstancer,
-    Instance,
-    WatchContext,
-    WatchInstancer,
-)
+from sd_core import BackendUnavailableError, Event, FixedInstancer, Instance
+from sd_core.plugin import Backoff, WatchContext, WatchInstancer
 
 A, B, C = Instance("a", 1), Instance("b", 2), Instance("c", 3)
 

@@ -9,15 +9,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from sd_core import (
-    Endpointer,
-    Event,
-    FixedInstancer,
-    Instance,
-    RoundRobin,
-    WatchContext,
-    WatchInstancer,
-)
+from sd_core import Endpointer, Event, FixedInstancer, Instance, RoundRobin
+from sd_core.plugin import WatchContext, WatchInstancer
 
 A = Instance("10.0.0.1", 1, id="a")
 B = Instance("10.0.0.2", 2, id="b")

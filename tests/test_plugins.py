@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 
 import sd_core
-from sd_core import FixedInstancer, Option, Registration
+import sd_core.plugin
+from sd_core import FixedInstancer, Registration
 from sd_core import _plugins as plugins
 from sd_core._plugins import PluginManager
+from sd_core.plugin import Option
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = Path(__file__).resolve().parent / "plugin_example"
@@ -51,7 +53,7 @@ class Plugin:
 def plugin(*names: str) -> Plugin:
     """A plugin whose hook registers a backend for each name."""
 
-    @sd_core.hookimpl
+    @sd_core.plugin.hookimpl
     def register_backends(register: Any) -> None:
         for name in names:
             register(Backend(name))
@@ -161,7 +163,7 @@ def test_broken_plugin_is_reported_and_others_still_load(
 
 
 def test_plugin_whose_hook_raises_is_reported(caplog: pytest.LogCaptureFixture) -> None:
-    @sd_core.hookimpl
+    @sd_core.plugin.hookimpl
     def register_backends(register: Any) -> None:
         register(Backend("half"))
         raise RuntimeError("no config file")
@@ -178,7 +180,7 @@ def test_plugin_whose_hook_raises_is_reported(caplog: pytest.LogCaptureFixture) 
 
 
 def test_plugin_registering_something_else_than_a_backend() -> None:
-    @sd_core.hookimpl
+    @sd_core.plugin.hookimpl
     def register_backends(register: Any) -> None:
         register(object())
 
@@ -188,7 +190,7 @@ def test_plugin_registering_something_else_than_a_backend() -> None:
 
 
 def test_misspelt_hook_is_a_failure_of_that_plugin() -> None:
-    @sd_core.hookimpl
+    @sd_core.plugin.hookimpl
     def register_backend(register: Any) -> None:
         raise AssertionError("never called")
 

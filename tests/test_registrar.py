@@ -10,13 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sd_core import (
-    BaseRegistrar,
-    RegistrarHealth,
-    RegistrarState,
-    Registration,
-    RegistrationError,
-)
+from sd_core import RegistrarHealth, RegistrarState, Registration, RegistrationError
+from sd_core.plugin import BaseRegistrar
 
 
 class MemoryRegistrar(BaseRegistrar):
@@ -143,7 +138,8 @@ def test_registrations_are_withdrawn_at_interpreter_exit(tmp_path: Path) -> None
     script = textwrap.dedent(
         f"""
         from pathlib import Path
-        from sd_core import BaseRegistrar, Registration
+        from sd_core import Registration
+        from sd_core.plugin import BaseRegistrar
 
         marker = Path({str(marker)!r})
 
@@ -285,7 +281,8 @@ def test_a_pending_deregistration_is_retried_at_exit(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         from pathlib import Path
-        from sd_core import BaseRegistrar, Registration, RegistrationError
+        from sd_core import Registration, RegistrationError
+        from sd_core.plugin import BaseRegistrar
 
         marker = Path({str(marker)!r})
         attempts = []

@@ -225,7 +225,7 @@ class Misused(Balancer[Any]):
 
     picks = 0
 
-    def _pick(self, entries: Any, key: object) -> Any:
+    def pick(self, candidates: Any, key: object) -> Any:
         Misused.picks += 1
         raise TypeError(f"keys must be strings, got {key!r}")
 

@@ -7,21 +7,15 @@ import traceback
 from typing import Any
 
 import pytest
+from pytest_sd import wait_for_event
 
 import sd_core
-from sd_core import (
-    BaseRegistrar,
-    ConfigError,
-    Option,
-    Registration,
-    RegistrationError,
-    WatchContext,
-    WatchInstancer,
-)
+import sd_core.plugin
+from sd_core import ConfigError, Registration, RegistrationError
 from sd_core import _plugins as plugins
 from sd_core._plugins import PluginManager
 from sd_core._secrets import REDACTED, scrub, scrub_error
-from sd_core.testing import wait_for_event
+from sd_core.plugin import BaseRegistrar, Option, WatchContext, WatchInstancer
 
 TOKEN = "9f3c1d2e-secret-token-of-the-test"
 
@@ -80,7 +74,7 @@ class Entry:
     dist = None
 
     def __init__(self, backend: LeakyBackend) -> None:
-        @sd_core.hookimpl
+        @sd_core.plugin.hookimpl
         def register_backends(register: Any) -> None:
             register(backend)
 

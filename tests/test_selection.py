@@ -8,17 +8,12 @@ from typing import Any
 import pytest
 
 import sd_core
-from sd_core import (
-    BaseRegistrar,
-    ConfigError,
-    FixedInstancer,
-    Option,
-    Registration,
-    UnknownBackendError,
-)
+import sd_core.plugin
+from sd_core import ConfigError, FixedInstancer, Registration, UnknownBackendError
 from sd_core import _plugins as plugins
 from sd_core._plugins import PluginManager
 from sd_core._url import parse_backend
+from sd_core.plugin import BaseRegistrar, Option
 
 SECRET = "s3cr3t-value-never-shown"
 
@@ -63,7 +58,7 @@ class RecordingBackend:
 
 class Plugin:
     def __init__(self, *backends: Any) -> None:
-        @sd_core.hookimpl
+        @sd_core.plugin.hookimpl
         def register_backends(register: Any) -> None:
             for backend in backends:
                 register(backend)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from pytest_sd import wait_for_event
+
 import sd_core
 from sd_core import Registration
-from sd_core.testing import wait_for_event
 
 
 def watch_threads() -> list[str]:

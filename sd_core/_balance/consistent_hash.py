@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import threading
+from collections.abc import Container, Sequence
 from typing import TypeVar
 
-from sd_core._cache import _Entry
+from sd_core._cache import Candidate
 from sd_core._endpointer import Endpointer
 
 from .base import Balancer
@@ -16,7 +16,8 @@ __all__ = ["ConsistentHash"]
 
 E = TypeVar("E")
 
-_INDEX_BITS = 24  # a ring point is (32-bit hash << 24) | entry index: one sortable int
+_INDEX_BITS = 24  # a ring point is (32-bit hash << 24) | candidate index: one sortable int
+_INDEX_MASK = (1 << _INDEX_BITS) - 1
 
 
 def _hash_points(name: str, replicas: int) -> list[int]:
@@ -41,7 +42,8 @@ class ConsistentHash(Balancer[E]):
 
     When an endpoint leaves, only the keys it owned move; when one joins, it takes keys only
     from the others. A key is required: ``endpoint(key)`` or ``choose(key=...)``; a key is
-    ``bytes`` or anything else by its ``str()``.
+    ``bytes`` or anything else by its ``str()``. A retry that avoids the endpoint that failed
+    goes where the key would go if that endpoint left.
     """
 
     needs_key = True
@@ -51,54 +53,47 @@ class ConsistentHash(Balancer[E]):
         if replicas < 1:
             raise ValueError(f"replicas must be >= 1, got {replicas}")
         self._replicas = replicas
-        self._lock = threading.Lock()
-        # (entries, ring) replaced as one tuple so that readers never pair mismatched halves.
-        self._state: tuple[tuple[_Entry[E], ...], list[int]] = ((), [])
 
-    def _ring_for(self, entries: tuple[_Entry[E], ...]) -> tuple[tuple[_Entry[E], ...], list[int]]:
-        """The entries and ring to pick from: those of ``entries``, or of the current set when
-        ``entries`` was replaced meanwhile (a ring is never rebuilt for an old set)."""
-        state = self._state
-        if state[0] is entries:
-            return state
-        with self._lock:
-            state = self._state
-            entries = self._latest(entries)
-            if state[0] is not entries:
-                if len(entries) >= 1 << _INDEX_BITS:
-                    raise ValueError(f"ConsistentHash supports < {1 << _INDEX_BITS} endpoints")
-                ring: list[int] = []
-                for index, entry in enumerate(entries):
-                    name = str(index) if entry.instance is None else entry.instance.id
-                    ring.extend(
-                        (p << _INDEX_BITS) | index for p in _hash_points(name, self._replicas)
-                    )
-                ring.sort()
-                state = self._state = (entries, ring)
-            return state
+    def _ring(self, candidates: Sequence[Candidate[E]]) -> list[int]:
+        """The ring of ``candidates``: sorted points, each (hash << 24) | candidate index."""
+        if len(candidates) > _INDEX_MASK:
+            raise ValueError(f"ConsistentHash supports < {1 << _INDEX_BITS} endpoints")
+        ring: list[int] = []
+        for index, candidate in enumerate(candidates):
+            name = str(index) if candidate.instance is None else candidate.instance.id
+            ring.extend((p << _INDEX_BITS) | index for p in _hash_points(name, self._replicas))
+        ring.sort()
+        return ring
 
-    def _pick_avoiding(
-        self, entries: tuple[_Entry[E], ...], key: object, avoid: set[int], first: _Entry[E]
-    ) -> _Entry[E]:
-        # The same key always hashes to the same point: walk the ring on from there to the
-        # next endpoint not avoided (where the key would go if the avoided ones left).
-        entries, ring = self._ring_for(entries)
-        mask = (1 << _INDEX_BITS) - 1
-        start = bisect.bisect_left(ring, _key_hash(key) << _INDEX_BITS)
-        for at in range(start, start + len(ring)):
-            entry = entries[ring[at % len(ring)] & mask]
-            if id(entry.endpoint) not in avoid:
-                return entry
-        return first
-
-    def _pick(self, entries: tuple[_Entry[E], ...], key: object) -> _Entry[E]:
+    def pick(self, candidates: Sequence[Candidate[E]], key: object) -> Candidate[E]:
+        """The candidate owning ``key`` on the ring of the current set."""
         if key is None:
             raise ValueError(
                 "ConsistentHash needs a key: endpoint(key), choose(key=...), "
                 "or retry(..., key=a function of the call's arguments returning the key)"
             )
-        entries, ring = self._ring_for(entries)
+        current, ring = self.state_for(candidates, self._ring)
         at = bisect.bisect_left(ring, _key_hash(key) << _INDEX_BITS)
         if at == len(ring):
             at = 0
-        return entries[ring[at] & ((1 << _INDEX_BITS) - 1)]
+        return current[ring[at] & _INDEX_MASK]
+
+    def pick_avoiding(
+        self,
+        candidates: Sequence[Candidate[E]],
+        key: object,
+        avoided: Container[Candidate[E]],
+    ) -> Candidate[E]:
+        """The owner of ``key``, or when it is avoided the next candidate on the ring that is
+        not: where the key would go if the avoided ones left."""
+        first = self.pick(candidates, key)
+        if first not in avoided:
+            return first
+        # The same key always hashes to the same point: walk the ring on from there.
+        current, ring = self.state_for(candidates, self._ring)
+        start = bisect.bisect_left(ring, _key_hash(key) << _INDEX_BITS)
+        for at in range(start, start + len(ring)):
+            candidate = current[ring[at % len(ring)] & _INDEX_MASK]
+            if candidate not in avoided:
+                return candidate
+        return first

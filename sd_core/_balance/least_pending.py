@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import TypeVar
 
-from sd_core._cache import _Entry
+from sd_core._cache import Candidate
 from sd_core._endpointer import Endpointer
 
 from .base import Balancer
@@ -26,14 +27,15 @@ class LeastPending(Balancer[E]):
         super().__init__(endpointer)
         self._random = random.Random(seed).random
 
-    def _pick(self, entries: tuple[_Entry[E], ...], key: object) -> _Entry[E]:
-        count = len(entries)
+    def pick(self, candidates: Sequence[Candidate[E]], key: object) -> Candidate[E]:
+        """Of two distinct candidates drawn at random, the one with fewer ``pending``."""
+        count = len(candidates)
         if count == 1:
-            return entries[0]
+            return candidates[0]
         rand = self._random
         first = int(rand() * count)
         second = int(rand() * (count - 1))
         if second >= first:
             second += 1
-        a, b = entries[first], entries[second]
+        a, b = candidates[first], candidates[second]
         return b if b.pending < a.pending else a

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from typing import TypeVar
 
-from sd_core._cache import _Entry
+from sd_core._cache import Candidate
 from sd_core._endpointer import Endpointer
 
 from .base import Balancer
@@ -22,5 +23,6 @@ class Random(Balancer[E]):
         super().__init__(endpointer)
         self._random = random.Random(seed).random
 
-    def _pick(self, entries: tuple[_Entry[E], ...], key: object) -> _Entry[E]:
-        return entries[int(self._random() * len(entries))]
+    def pick(self, candidates: Sequence[Candidate[E]], key: object) -> Candidate[E]:
+        """A candidate drawn uniformly at random."""
+        return candidates[int(self._random() * len(candidates))]

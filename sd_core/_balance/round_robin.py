@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import itertools
 import random
-import threading
-from collections.abc import Iterator
+from collections.abc import Sequence
 from typing import TypeVar
 
-from sd_core._cache import _Entry
+from sd_core._cache import Candidate
 from sd_core._endpointer import Endpointer
 
 from .base import Balancer
@@ -27,31 +25,10 @@ class RoundRobin(Balancer[E]):
 
     def __init__(self, endpointer: Endpointer[E]) -> None:
         super().__init__(endpointer)
-        self._lock = threading.Lock()
-        # next() on an itertools.cycle is atomic under the GIL and returns existing objects,
-        # so a pick takes no lock and allocates nothing. The cycle is stored before the entries
-        # it walks: a reader that sees the new entries also sees their cycle.
-        self._cycle: Iterator[_Entry[E]] = iter(())
-        self._walked: object = object()
         self._first = True
 
-    def _pick(self, entries: tuple[_Entry[E], ...], key: object) -> _Entry[E]:
-        if entries is not self._walked:
-            with self._lock:
-                entries = self._latest(entries)
-                if entries is not self._walked:
-                    start = 0 if self._first else random.randrange(len(entries))
-                    self._first = False
-                    self._cycle = itertools.cycle(entries[start:] + entries[:start])
-                    self._walked = entries
-        return next(self._cycle)
-
-    def endpoint(self, key: object = None) -> E:
-        """The next endpoint in turn, or :class:`NoEndpointsError` at once."""
-        cache = self._cache
-        if cache._entries is self._walked and cache._deadline is None:
-            entry = next(self._cycle)
-            # Closed when the set was replaced between the check above and the step.
-            if not entry.closed:
-                return entry.endpoint
-        return super().endpoint(key)
+    def turns(self, candidates: Sequence[Candidate[E]]) -> list[Candidate[E]]:
+        """Every candidate once, from a random one (from the first for the first set)."""
+        start = 0 if self._first else random.randrange(len(candidates))
+        self._first = False
+        return [*candidates[start:], *candidates[:start]]

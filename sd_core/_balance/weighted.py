@@ -4,16 +4,32 @@ from __future__ import annotations
 
 import heapq
 import threading
+from collections.abc import Sequence
 from typing import TypeVar
 
-from sd_core._cache import _Entry
-from sd_core._endpointer import Endpointer
+from sd_core._cache import Candidate
 
 from .base import Balancer
 
 __all__ = ["Weighted"]
 
 E = TypeVar("E")
+
+
+class _Schedule:
+    """The order of picks of one set: stride scheduling, earliest virtual deadline first."""
+
+    __slots__ = ("heap", "lock", "weights")
+
+    def __init__(self, candidates: Sequence[Candidate[object]]) -> None:
+        weights = [1 if c.instance is None else c.instance.weight for c in candidates]
+        if not any(weights):
+            weights = [1] * len(candidates)
+        self.weights = weights
+        # (virtual deadline of the next pick, index, picks so far + 1)
+        self.heap = [(1 / (2 * w), i, 1) for i, w in enumerate(weights) if w > 0]
+        heapq.heapify(self.heap)
+        self.lock = threading.Lock()
 
 
 class Weighted(Balancer[E]):
@@ -26,32 +42,14 @@ class Weighted(Balancer[E]):
     are picked evenly. Endpoints without an instance weigh 1.
     """
 
-    def __init__(self, endpointer: Endpointer[E]) -> None:
-        super().__init__(endpointer)
-        self._lock = threading.Lock()
-        self._entries: tuple[_Entry[E], ...] = ()
-        self._weights: list[int] = []
-        self._heap: list[tuple[float, int, int]] = []
-
-    def _rebuild(self, entries: tuple[_Entry[E], ...]) -> None:
-        weights = [1 if e.instance is None else e.instance.weight for e in entries]
-        if not any(weights):
-            weights = [1] * len(entries)
-        self._weights = weights
-        self._heap = [(1 / (2 * w), i, 1) for i, w in enumerate(weights) if w > 0]
-        heapq.heapify(self._heap)
-        self._entries = entries
-
-    def _pick(self, entries: tuple[_Entry[E], ...], key: object) -> _Entry[E]:
-        with self._lock:
-            if entries is not self._entries:
-                # A caller holding a replaced snapshot picks from the current set rather than
-                # rebuilding the schedule for an old one (and the next caller rebuilding back).
-                entries = self._latest(entries)
-                if entries is not self._entries:
-                    self._rebuild(entries)
-            heap = self._heap
+    def pick(self, candidates: Sequence[Candidate[E]], key: object) -> Candidate[E]:
+        """The candidate whose turn it is in the schedule of the current set."""
+        # A caller holding a replaced snapshot picks from the current set (state_for) rather
+        # than rebuilding the schedule for an old one (and the next caller rebuilding back).
+        current, schedule = self.state_for(candidates, _Schedule)
+        with schedule.lock:
+            heap = schedule.heap
             _, index, k = heap[0]
-            weight = self._weights[index]
+            weight = schedule.weights[index]
             heapq.heapreplace(heap, ((2 * k + 1) / (2 * weight), index, k + 1))
-        return entries[index]
+        return current[index]

@@ -3,23 +3,33 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from sd_core._backend import Option
+from sd_core._backend import Duration, Option, duration_value, format_duration
 from sd_core._plugins import BackendInfo, plugin_manager
 
 __all__ = ["plugins"]
 
 
+def _default(option: Option) -> Any:
+    """The default as people write it: a duration as ``30s`` or ``never``."""
+    default = option.default
+    if option.type is Duration and default is not None:
+        seconds = duration_value(option, default)
+        return "never" if seconds == math.inf else format_duration(seconds)
+    return default
+
+
 def _option_json(option: Option) -> dict[str, Any]:
     return {
         "name": option.name,
-        "type": option.type.__name__,
-        "default": None if option.secret else option.default,
+        "type": option.type_name,
+        "default": None if option.secret else _default(option),
         "help": option.help,
         "secret": option.secret,
         "env": option.env,
@@ -54,13 +64,14 @@ def _supports(info: BackendInfo) -> str:
 
 
 def _option_line(option: Option) -> str:
-    kind = option.type.__name__ + (", secret" if option.secret else "")
+    kind = option.type_name + (", secret" if option.secret else "")
     line = f"{option.name} ({kind})"
     if option.help:
         line += f": {option.help}"
     extras = []
     if option.default is not None and not option.secret:
-        extras.append(f"default {option.default!r}")
+        default = _default(option)
+        extras.append(f"default {default}" if option.type is Duration else f"default {default!r}")
     if option.env:
         extras.append(f"env {option.env}")
     if extras:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from sd_core._backend import Option
 from sd_core._errors import ConfigError
 from sd_core._instance import Registration
+from sd_core._options import resolve_for
 from sd_core._watch import WatchInstancer
 
 from ._instancer import local_instancer
@@ -47,17 +47,12 @@ class LocalBackend:
         return LocalRegistrar(registration, self.root(**options))
 
     def root(self, **options: Any) -> Path:
-        """The directory the options name."""
-        unknown = sorted(set(options) - {"path"})
-        if unknown:
-            raise ConfigError(f"local: unknown option(s) {', '.join(unknown)}; accepted: path")
-        path = options.get("path")
-        if path is None or path == "":
+        """The directory the options name (resolved as ``sd_core.instancer`` does)."""
+        path = resolve_for(self, options)["path"]
+        if not path:
             root = default_root()
             check_default_root(root)
             return root
-        if not isinstance(path, str | os.PathLike):
-            raise ConfigError(f"local: option path must be a string, got {path!r}")
         root = Path(path).expanduser().absolute()
         if root.exists() and not root.is_dir():
             raise ConfigError(f"local: option path {str(root)!r} is not a directory")

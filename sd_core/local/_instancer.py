@@ -96,7 +96,7 @@ class _Seen:
 
 
 class ServiceWatch:
-    """The watch function of a local instancer (see :class:`~sd_core.WatchInstancer`).
+    """The watch function of a local instancer (see :class:`~sd_core.plugin.WatchInstancer`).
 
     Scans the service folder when a file event arrives (with watchfiles; polling where
     events are unavailable) and again before the earliest entry expires and at least every

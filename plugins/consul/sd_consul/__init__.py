@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import sd_core
+import sd_core.plugin
 
 from ._backend import ConsulBackend
 from ._registrar import ConsulRegistrar
@@ -16,7 +17,7 @@ from ._registrar import ConsulRegistrar
 __all__ = ["ConsulBackend", "ConsulRegistrar", "register_backends"]
 
 
-@sd_core.hookimpl
-def register_backends(register: Callable[[sd_core.Backend], None]) -> None:
+@sd_core.plugin.hookimpl
+def register_backends(register: Callable[[sd_core.plugin.Backend], None]) -> None:
     """Provide the ``consul`` backend."""
     register(ConsulBackend())

@@ -81,19 +81,51 @@ class AgentService:
 
 
 class _Sockets:
-    """The connections a client opened, so that another thread can end a blocking read."""
+    """The connections a client opened, and which thread uses which, so that another thread
+    can end one watch's blocking read (:meth:`interrupt`) or every call (:meth:`close`)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._connections: weakref.WeakSet[HTTPConnection | _Probe] = weakref.WeakSet()
+        self._in_use: weakref.WeakValueDictionary[int, HTTPConnection] = (
+            weakref.WeakValueDictionary()
+        )
+        self._interrupted: set[int] = set()
         self.closed = False
 
     def add(self, connection: HTTPConnection | _Probe) -> None:
         with self._lock:
             self._connections.add(connection)
-            closed = self.closed
-        if closed:  # opened while closing: do not let it block
+            stop = self.closed or threading.get_ident() in self._interrupted
+        if stop:  # opened while closing, or by an interrupted watch: do not let it block
             _shutdown(connection)
+
+    def use(self, connection: HTTPConnection) -> None:
+        """The calling thread sends a request on ``connection``."""
+        me = threading.get_ident()
+        with self._lock:
+            self._in_use[me] = connection
+            stop = self.closed or me in self._interrupted
+        if stop:
+            _shutdown(connection)
+
+    def interrupt(self, thread: int) -> None:
+        """End the call of ``thread`` now, and any it starts until :meth:`resume`."""
+        with self._lock:
+            self._interrupted.add(thread)
+            connection = self._in_use.get(thread)
+        if connection is not None:
+            _shutdown(connection)
+
+    def interrupted(self) -> bool:
+        """True when the calling thread's calls are being ended (or the client closed)."""
+        return self.closed or threading.get_ident() in self._interrupted
+
+    def resume(self, thread: int) -> None:
+        """Let ``thread`` make calls again."""
+        with self._lock:
+            self._interrupted.discard(thread)
+            self._in_use.pop(thread, None)
 
     def close(self) -> None:
         with self._lock:
@@ -101,6 +133,16 @@ class _Sockets:
             connections = list(self._connections)
         for connection in connections:
             _shutdown(connection)
+
+    def release(self) -> None:
+        """Close every connection still open (after :meth:`close`, once no call is left): one
+        that a pool took back as it was being closed would otherwise wait for the collector."""
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            if isinstance(connection, HTTPConnection):
+                with contextlib.suppress(Exception):
+                    connection.close()
 
 
 class _Probe:
@@ -127,10 +169,18 @@ def _interruptible_session_adapter(sockets: _Sockets) -> Any:
             super().connect()
             sockets.add(self)
 
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            sockets.use(self)
+            super().request(*args, **kwargs)
+
     class Secure(HTTPSConnection):
         def connect(self) -> None:
             super().connect()
             sockets.add(self)
+
+        def request(self, *args: Any, **kwargs: Any) -> None:
+            sockets.use(self)
+            super().request(*args, **kwargs)
 
     class PlainPool(HTTPConnectionPool):
         ConnectionCls = Plain
@@ -312,10 +362,20 @@ class ConsulClient:
         return True
 
     # -- lifecycle -------------------------------------------------------------------------
+    def interrupt(self, thread: int) -> None:
+        """End the call that ``thread`` is making (a blocking query) and any it starts until
+        :meth:`resume`: how one watch stops while other users of the client go on."""
+        self._sockets.interrupt(thread)
+
+    def resume(self, thread: int) -> None:
+        """Let ``thread`` make calls again after :meth:`interrupt`."""
+        self._sockets.resume(thread)
+
     def close(self) -> None:
         """End any call in progress and release the connections (idempotent)."""
         self._sockets.close()
         self._consul.http.session.close()
+        self._sockets.release()
 
     def __repr__(self) -> str:
         token = " token=<secret>" if self.connection.token else ""
@@ -386,7 +446,7 @@ class ConsulClient:
         return self._probe_closed() and self._probe_closed()
 
     def _probe_closed(self) -> bool:
-        if self._sockets.closed:  # closed by us, to end a call: not the agent's doing
+        if self._sockets.interrupted():  # we ended the call: not the agent's doing
             return False
         window = min(1.0, self.connection.timeout)
         try:
@@ -402,7 +462,7 @@ class ConsulClient:
                     return False  # the agent is waiting for a request: it took the connection
                 except ConnectionResetError:
                     closed = True
-                return closed and not self._sockets.closed
+                return closed and not self._sockets.interrupted()
         except OSError:
             return False
 

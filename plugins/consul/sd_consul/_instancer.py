@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sd_core import Backoff, ConfigError, Instance, WatchContext, WatchInstancer
+from sd_core import ConfigError, Instance
 from sd_core._secrets import logger
+from sd_core.plugin import Backoff, WatchContext, WatchInstancer
 
 if TYPE_CHECKING:
     from ._client import ConsulClient, HealthEntries
@@ -113,7 +115,11 @@ class ServiceWatch:
         self._warned: dict[tuple[str, str], str] = {}
 
     def __call__(self, ctx: WatchContext) -> None:
-        ctx.on_stop(self.client.close)
+        # The client may be shared with other watches and registrars: stopping ends this
+        # thread's query only.
+        me = threading.get_ident()
+        self.client.resume(me)
+        ctx.on_stop(lambda: self.client.interrupt(me))
         query = self.query
         index = 0
         anonymous_checked = False
@@ -158,18 +164,20 @@ class ServiceWatch:
 
 
 def consul_instancer(
-    make_client: Callable[[], ConsulClient],
+    client: ConsulClient,
     service: str,
     query: HealthQuery,
     *,
     retry_max: float = 10.0,
+    on_close: Callable[[], object] | None = None,
 ) -> WatchInstancer:
-    """A :class:`WatchInstancer` of ``service`` fed by blocking health queries."""
-    client = make_client()
+    """A :class:`WatchInstancer` of ``service`` fed by blocking health queries through
+    ``client`` (which it may share: stopping ends its own query only); ``on_close`` runs once
+    the watch has stopped (the release of a shared client)."""
     watch = ServiceWatch(client, service, query)
     return WatchInstancer(
         watch,
         name=f"consul:{service}",
         backoff=Backoff(initial=min(0.2, retry_max), maximum=retry_max),
-        on_close=client.close,
+        on_close=on_close,
     )

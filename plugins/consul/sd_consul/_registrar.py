@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sd_core import BaseRegistrar, ConfigError, Registration, RegistrationError
+from sd_core import ConfigError, Registration, RegistrationError
 from sd_core._secrets import logger
+from sd_core.plugin import BaseRegistrar
 
 from ._ids import service_id_for
 
@@ -47,7 +49,12 @@ class ConsulRegistrar(BaseRegistrar):
     backend_name = "consul"
 
     def __init__(
-        self, registration: Registration, client: ConsulClient, checks: CheckOptions
+        self,
+        registration: Registration,
+        client: ConsulClient,
+        checks: CheckOptions,
+        *,
+        on_close: Callable[[], object] | None = None,
     ) -> None:
         service_id = service_id_for(registration)
         super().__init__(registration)
@@ -57,6 +64,7 @@ class ConsulRegistrar(BaseRegistrar):
                 f"got {registration.weight}"
             )
         self.client = client
+        self._release = on_close if on_close is not None else client.close
         self.checks = checks
         self.service_id = service_id
         """The id of the service at the agent."""
@@ -160,4 +168,4 @@ class ConsulRegistrar(BaseRegistrar):
             self.mark_lost("the agent does not know its TTL check")
 
     def _backend_close(self) -> None:
-        self.client.close()
+        self._release()

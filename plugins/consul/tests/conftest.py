@@ -1,4 +1,4 @@
-"""Fixtures of the Consul plugin's tests; servers come from sd_core.testing's fixtures."""
+"""Fixtures of the Consul plugin's tests; servers come from pytest_sd's fixtures."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 from consul_helpers import FAST, MakeInstancer, MakeRegistrar
+from pytest_sd.consul import ConsulServer
 
 import sd_core
 from sd_core import Instancer, Registrar, Registration
-from sd_core.testing.consul import ConsulServer
 
 
 @pytest.fixture

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from pytest_sd import wait_for_event as wait_for
+
 from sd_core import Event, Instancer, Registrar
-from sd_core.testing import wait_for_event as wait_for
 
 __all__ = ["FAST", "MakeInstancer", "MakeRegistrar", "ids", "poll", "wait_for"]
 

@@ -20,11 +20,11 @@ from typing import IO, Any
 
 import pytest
 from consul_helpers import FAST, ids, poll, wait_for
+from pytest_sd.consul import ConsulServer
 from sd_consul import ConsulBackend
 
 import sd_core
 from sd_core import ConfigError, Registration, RegistrationError
-from sd_core.testing.consul import ConsulServer
 
 
 def make_token(server: ConsulServer, rules: str) -> str:

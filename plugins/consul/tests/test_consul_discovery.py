@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 from consul_helpers import MakeInstancer, MakeRegistrar, ids, wait_for
+from pytest_sd._binaries import BackendNotInstalled
+from pytest_sd.consul import ConsulServer
 
 import sd_core
 from sd_core import Registration
-from sd_core.testing._binaries import BackendNotInstalled
-from sd_core.testing.consul import ConsulServer
 
 PROPAGATION = 3.0
 

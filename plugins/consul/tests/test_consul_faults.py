@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 
 from consul_helpers import FAST, MakeInstancer, MakeRegistrar, ids, poll, wait_for
+from pytest_sd import RegisteringChild
+from pytest_sd.consul import ConsulServer
 
 from sd_core import Registration
-from sd_core.testing import RegisteringChild
-from sd_core.testing.consul import ConsulServer
 
 
 def test_registration_restored_after_the_agent_is_killed_and_wiped(

@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 from consul_helpers import MakeInstancer, MakeRegistrar, ids, poll, wait_for
+from pytest_sd._binaries import BackendNotInstalled
+from pytest_sd.consul import ConsulServer
 from sd_consul import ConsulBackend, ConsulRegistrar
 from sd_consul._backend import Connection, new_client
 from sd_consul._registrar import CheckOptions
 
 import sd_core
 from sd_core import ConfigError, Registration, RegistrationError
-from sd_core.testing._binaries import BackendNotInstalled
-from sd_core.testing.consul import ConsulServer
 
 PROPAGATION = 3.0
 MAX_ID_BYTES = 65536

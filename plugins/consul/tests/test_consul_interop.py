@@ -23,9 +23,9 @@ from typing import IO, Any
 
 import pytest
 from consul_helpers import MakeRegistrar
+from pytest_sd.consul import ConsulServer
 
 from sd_core import Registration
-from sd_core.testing.consul import ConsulServer
 
 SOURCE = Path(__file__).resolve().parents[3] / "tests" / "interop" / "gokit-consul"
 SOURCE_FILES = ("go.mod", "go.sum", "main.go")

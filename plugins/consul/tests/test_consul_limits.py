@@ -16,11 +16,11 @@ from collections.abc import Iterator
 
 import pytest
 from consul_helpers import wait_for
+from pytest_sd._binaries import BackendNotInstalled
+from pytest_sd.consul import ConsulServer
 
 import sd_core
 from sd_core import BackendUnavailableError, Registration, RegistrationError
-from sd_core.testing._binaries import BackendNotInstalled
-from sd_core.testing.consul import ConsulServer
 
 LIMIT = 8
 MESSAGE = r"this host has too many connections open to it .*limits\.http_max_conns_per_client"
@@ -111,8 +111,12 @@ def test_over_the_limit_calls_fail_saying_so_and_recover(
     keeper = sd_core.registrar(
         "consul", Registration(sd_namespace, "127.0.0.1", 21400, id="keeper", ttl=30), **options
     )
+    # Other connection options: a client of their own, which must open a new connection (with
+    # the same options they would share the keeper's client and its open connection).
     newcomer = sd_core.registrar(
-        "consul", Registration(sd_namespace, "127.0.0.1", 21401, id="newcomer", ttl=30), **options
+        "consul",
+        Registration(sd_namespace, "127.0.0.1", 21401, id="newcomer", ttl=30),
+        **{**options, "timeout": 2.1},
     )
     held = hold_every_connection(limited_server)
     instancer = None
@@ -124,7 +128,9 @@ def test_over_the_limit_calls_fail_saying_so_and_recover(
         with pytest.raises(RegistrationError, match=MESSAGE) as info:
             newcomer.register()
         assert "cannot reach" not in str(info.value)
-        instancer = sd_core.instancer("consul", sd_namespace, wait=1.0, retry_max=0.5, **options)
+        instancer = sd_core.instancer(
+            "consul", sd_namespace, wait=1.0, retry_max=0.5, **{**options, "timeout": 2.2}
+        )
         with instancer.subscribe() as sub:
             event = wait_for(sub, lambda e: not e.ok, 5.0, "an error event")
             assert isinstance(event.error, BackendUnavailableError)

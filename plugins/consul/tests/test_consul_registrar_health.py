@@ -16,15 +16,10 @@ from typing import Any
 
 import pytest
 from consul_helpers import FAST, poll
+from pytest_sd.consul import ConsulServer
 
 import sd_core
-from sd_core import (
-    RegistrarHealth,
-    RegistrarState,
-    Registration,
-    RegistrationError,
-)
-from sd_core.testing.consul import ConsulServer
+from sd_core import RegistrarHealth, RegistrarState, Registration, RegistrationError
 
 
 def agent_services(server: ConsulServer) -> dict[str, Any]:

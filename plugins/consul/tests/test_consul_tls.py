@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 from consul_helpers import ids, wait_for
+from pytest_sd._binaries import BackendNotInstalled
+from pytest_sd._ports import free_ports
+from pytest_sd.consul import ConsulServer
 
 import sd_core
 from sd_core import BackendUnavailableError, Registration, RegistrationError
-from sd_core.testing._binaries import BackendNotInstalled
-from sd_core.testing._ports import free_ports
-from sd_core.testing.consul import ConsulServer
 
 
 class TLSConsulServer(ConsulServer):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import re
+import math
 import socket
 import subprocess
 import sys
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,11 @@ from sd_consul._backend import connection_from, health_query
 from sd_consul._instancer import next_index, to_instances
 
 import sd_core
+import sd_core.plugin
 from sd_core import ConfigError, Registration, RegistrationError
+from sd_core._backend import Duration
+from sd_core._options import resolve_for
+from sd_core._selection import select
 
 
 def entry(node: str, sid: str, port: int = 80, address: str = "", **service: Any) -> dict[str, Any]:
@@ -85,15 +91,18 @@ def test_next_index(previous: int, returned: int, expected: int) -> None:
     assert next_index(previous, returned) == expected
 
 
-def test_connection_options() -> None:
+def test_connection_options(tmp_path: Path) -> None:
+    ca, cert, key = (tmp_path / name for name in ("ca.pem", "c.pem", "k.pem"))
+    for path in (ca, cert, key):
+        path.write_text("PEM")
     plain = connection_from({"address": "127.0.0.1:8500", "timeout": 10.0})
     assert (plain.url, plain.verify, plain.cert) == ("http://127.0.0.1:8500", True, None)
     tls = connection_from(
         {
             "address": "https://consul.example:9501",
-            "ca": "/ca.pem",
-            "cert": "/c.pem",
-            "key": "/k.pem",
+            "ca": str(ca),
+            "cert": str(cert),
+            "key": str(key),
             "timeout": 1.0,
         }
     )
@@ -101,13 +110,62 @@ def test_connection_options() -> None:
         "https",
         "consul.example",
         9501,
-        "/ca.pem",
+        str(ca),
     )
-    assert tls.cert == ("/c.pem", "/k.pem")
+    assert tls.cert == (str(cert), str(key))
+    assert connection_from({"address": "h", "cert": cert}).cert == str(cert)  # a Path will do
     assert connection_from({"address": "h", "scheme": "https", "timeout": 1}).port == 8501
     assert connection_from({"address": "[::1]:8500", "timeout": 1}).url == "http://[::1]:8500"
-    insecure = connection_from({"address": "h:1", "ca": "/ca.pem", "verify": False, "timeout": 1})
+    insecure = connection_from({"address": "h:1", "ca": str(ca), "verify": False, "timeout": 1})
     assert insecure.verify is False
+
+
+def test_tls_files_must_exist(tmp_path: Path) -> None:
+    registration = Registration("web", "127.0.0.1", 1)
+    missing = str(tmp_path / "missing.pem")
+    for name in ("ca", "cert"):
+        with pytest.raises(ConfigError, match=rf"option {name} names .*missing\.pem.* not exist"):
+            ConsulBackend().registrar(registration, **{name: missing})
+    with pytest.raises(ConfigError, match=r"option ca names .*, which is not a file"):
+        sd_core.instancer("consul", "web", ca=str(tmp_path))
+
+
+def test_connection_options_come_from_the_core_with_consul_s_variables() -> None:
+    options = {option.name: option for option in ConsulBackend.options}
+    connection = {name for name, option in options.items() if option.connection}
+    assert connection == {"address", "token", "ca", "cert", "key", "verify", "timeout", "scheme"}
+    assert {name: options[name].env for name in sorted(connection) if options[name].env} == {
+        "address": "CONSUL_HTTP_ADDR",
+        "ca": "CONSUL_CACERT",
+        "cert": "CONSUL_CLIENT_CERT",
+        "key": "CONSUL_CLIENT_KEY",
+        "token": "CONSUL_HTTP_TOKEN",
+        "verify": "CONSUL_HTTP_SSL_VERIFY",
+    }
+    assert options["token"].secret
+    durations = {name for name, option in options.items() if option.type is Duration}
+    assert durations == {
+        "timeout",
+        "wait",
+        "retry_max",
+        "check_interval",
+        "deregister_critical_after",
+    }
+
+
+def test_environment_variables_are_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("PEM")
+    monkeypatch.setenv("CONSUL_HTTP_ADDR", "https://[::1]")
+    monkeypatch.setenv("CONSUL_CACERT", str(ca))
+    monkeypatch.setenv("CONSUL_HTTP_SSL_VERIFY", "false")
+    *_, options = select("consul", "web", {})
+    connection = connection_from(options)
+    assert (connection.url, connection.verify) == ("https://[::1]:8501", False)
+    assert connection_from(resolve_for(ConsulBackend(), {})) == connection  # a direct call too
+    monkeypatch.setenv("CONSUL_HTTP_ADDR", "[::1]:0")
+    with pytest.raises(ConfigError, match="port 0"):
+        ConsulBackend().instancer("web")
 
 
 def test_address_forms() -> None:
@@ -126,40 +184,47 @@ def test_address_forms() -> None:
 
 BAD_OPTIONS: list[tuple[dict[str, Any], str]] = [
     # address: port 0 used to mean "the default agent", silently
-    ({"address": "127.0.0.1:0"}, r"address must be .*1\.\.65535 \(port 0 does not mean the"),
-    ({"address": "a b:8500"}, r"address .*'a b' is not a host name"),
-    ({"address": "h:99999"}, r"address .*port 99999"),
-    ({"address": "h:port"}, r"address .*port 'port' is not a number"),
-    ({"address": "h:1/path"}, r"address .*a path"),
-    ({"address": "::1:8500"}, r"address .*between brackets"),
-    ({"address": "[::1"}, r"address .*unclosed"),
-    ({"address": "[zz::1]:1"}, r"address .*not an IPv6 address"),
-    ({"address": "999.1.1.1:1"}, r"address .*not a host name"),
-    ({"address": "-bad-:1"}, r"address .*not a host name"),
-    ({"address": "ftp://h:1"}, r"address .*ftp://"),
+    ({"address": "127.0.0.1:0"}, r"address has port 0, which does not mean the default port"),
+    ({"address": "a b:8500"}, r"address has a bad host: 'a b' holds ' '.*accepted: host:port"),
+    ({"address": "h:99999"}, r"address has port 99999, which is out of range"),
+    ({"address": "h:port"}, r"address has port 'port', which is not a number"),
+    ({"address": "h:1/path"}, r"address has a path"),
+    ({"address": "::1:8500"}, r"address has an IPv6 address outside brackets"),
+    ({"address": "[::1"}, r"address opens '\[' without closing it"),
+    ({"address": "[zz::1]:1"}, r"address has a bad host: .*not a valid IPv6 address"),
+    ({"address": "999.1.1.1:1"}, r"address has a bad host: .*not a valid IPv4 address"),
+    ({"address": "-bad-:1"}, r"address has a bad host: '-bad-' is not a hostname"),
+    ({"address": "ftp://h:1"}, r"address has scheme ftp://, which is not http or https"),
     ({"address": "https://h:1", "scheme": "http"}, r"address says https:// but option scheme"),
     ({"scheme": "ftp"}, r"'scheme' must be one of http, https"),
     ({"key": "/k.pem"}, r"option key needs option cert"),
-    # numbers: bounds declared on the options, checked by the core
-    ({"timeout": 0}, r"'timeout' must be between 0\.01 and 600"),
-    ({"timeout": 1e308}, r"'timeout' must be between 0\.01 and 600"),
-    ({"timeout": "nan"}, r"'timeout' must be a number \(a finite one\)"),
-    ({"timeout": float("inf")}, r"'timeout' must be a number \(a finite one\)"),
-    ({"wait": 0}, r"'wait' must be between 1 and 600"),
-    ({"wait": 601}, r"'wait' must be between 1 and 600"),
-    ({"retry_max": 0}, r"'retry_max' must be between 0\.1 and 600"),
-    ({"retry_max": 1e308}, r"'retry_max' must be between 0\.1 and 600"),
+    # numbers and durations: bounds declared on the options, checked by the core
+    ({"timeout": 0}, r"'timeout' must be between 10ms and 10m, got 0"),
+    ({"timeout": "601s"}, r"'timeout' must be between 10ms and 10m, got '601s'"),
+    ({"timeout": 1e308}, r"'timeout' must be between 10ms and 10m"),
+    ({"timeout": "nan"}, r"'timeout' must be a duration \(.*\), got 'nan' \(not a number\)"),
+    ({"timeout": float("inf")}, r"'timeout' must be a duration .*got inf \(not finite\)"),
+    ({"timeout": "soon"}, r"'timeout' must be a duration \(a number of seconds .*got 'soon';"),
+    ({"wait": 0}, r"'wait' must be between 1s and 10m"),
+    ({"wait": "10m1s"}, r"'wait' must be between 1s and 10m"),
+    ({"wait": -5}, r"'wait' must be a duration .*got -5 \(negative\)"),
+    ({"retry_max": 0}, r"'retry_max' must be between 100ms and 10m"),
+    ({"retry_max": 1e308}, r"'retry_max' must be between 100ms and 10m"),
     ({"consistency": "eventual"}, r"'consistency' must be one of default, stale, consistent"),
     ({"node_meta": ["novalue"]}, r"node_meta entries must be key:value"),
-    # durations and checks: the plugin's own rules
-    ({"deregister_critical_after": "forever"}, r"deregister_critical_after must be a Go dur"),
-    ({"deregister_critical_after": "9999999999h"}, r"at most 2562047h"),
-    ({"deregister_critical_after": "-1m"}, r"deregister_critical_after must be a Go dur"),
-    ({"check_interval": "ten seconds"}, r"check_interval must be a Go duration"),
-    ({"check_interval": "0s"}, r"check_interval must be longer than 0"),
+    ({"deregister_critical_after": "forever"}, r"'deregister_critical_after' must be a duration"),
+    ({"deregister_critical_after": "9999999999h"}, r"between 1ns and 2562047h \(or never\)"),
+    ({"deregister_critical_after": "-1m"}, r"'deregister_critical_after' .*\(negative\)"),
+    ({"deregister_critical_after": 0}, r"between 1ns and 2562047h \(or never\)"),
+    ({"check_interval": "ten seconds"}, r"'check_interval' must be a duration \("),
+    ({"check_interval": "1m 30s"}, r"'check_interval' .*got '1m 30s' \(spaces inside\)"),
+    ({"check_interval": "0s"}, r"'check_interval' must be between 1ns and 2562047h, got '0s'"),
+    ({"check_interval": "never"}, r"'check_interval' must be a duration"),  # not for this one
+    # checks: the plugin's own rules
     ({"http_check": "localhost:80"}, r"http_check must be an http:// or https:// URL"),
     ({"tcp_check": "localhost"}, r"tcp_check must be host:port"),
     ({"tcp_check": "localhost:0"}, r"tcp_check must be host:port"),
+    ({"tcp_check": "http://localhost:1"}, r"tcp_check must be host:port"),
 ]
 
 
@@ -188,7 +253,7 @@ def test_port_zero_in_a_url_is_refused() -> None:
         sd_core.instancer("consul://127.0.0.1:0/web")
     with pytest.raises(ConfigError, match=r"port (is )?0"):
         sd_core.registrar("consul://127.0.0.1:0", Registration("web", "127.0.0.1", 1))
-    with pytest.raises(ConfigError, match=r"port 0 does not mean the default port"):
+    with pytest.raises(ConfigError, match=r"port 0, which does not mean the default port"):
         sd_core.instancer("consul", "web", address="127.0.0.1:0")
 
 
@@ -198,17 +263,75 @@ def test_credentials_in_the_address_are_refused_without_being_shown() -> None:
     assert "hunter22" not in str(info.value)
 
 
-def test_go_durations() -> None:
-    from sd_consul._backend import go_duration  # noqa: PLC0415
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        ({}, {"DeregisterCriticalServiceAfter": "1m", "Interval": "10s"}),
+        (
+            {"deregister_critical_after": "1m30s", "check_interval": 2.5},
+            {
+                "DeregisterCriticalServiceAfter": "1m30s",
+                "Interval": "2.5s",
+            },
+        ),
+        (
+            {"deregister_critical_after": 90, "check_interval": "500ms"},
+            {
+                "DeregisterCriticalServiceAfter": "1m30s",
+                "Interval": "500ms",
+            },
+        ),
+        (
+            {"deregister_critical_after": "1.5h", "check_interval": "1m"},
+            {
+                "DeregisterCriticalServiceAfter": "1h30m",
+                "Interval": "1m",
+            },
+        ),
+        (
+            {"deregister_critical_after": timedelta(days=1)},
+            {
+                "DeregisterCriticalServiceAfter": "24h",
+            },
+        ),
+        ({"deregister_critical_after": "never"}, {"DeregisterCriticalServiceAfter": None}),
+        ({"deregister_critical_after": "NEVER"}, {"DeregisterCriticalServiceAfter": None}),
+        ({"deregister_critical_after": ""}, {"DeregisterCriticalServiceAfter": None}),
+        ({"deregister_critical_after": math.inf}, {"DeregisterCriticalServiceAfter": None}),
+    ],
+)
+def test_durations_are_sent_as_go_durations(given: dict[str, Any], sent: dict[str, Any]) -> None:
+    """Through the core, straight to the backend, and resolved twice: the same checks."""
+    registration = Registration("web", "127.0.0.1", 1)
+    made = [
+        sd_core.registrar("consul", registration, http_check="http://h:1/", **given),
+        ConsulBackend().registrar(registration, http_check="http://h:1/", **given),
+    ]
+    _, _, resolved = select("consul", None, {"http_check": "http://h:1/", **given})
+    made.append(ConsulBackend().registrar(registration, **resolved))
+    try:
+        for registrar in made:
+            checks = registrar.checks  # type: ignore[attr-defined]
+            shown = {
+                "DeregisterCriticalServiceAfter": checks.deregister_critical_after,
+                "Interval": checks.check_interval,
+            }
+            assert {key: shown[key] for key in sent} == sent
+    finally:
+        for registrar in made:
+            registrar.close()
 
-    assert go_duration("1m30s") == 90.0
-    assert go_duration("1.5h") == 5400.0
-    assert go_duration(".5s") == 0.5
-    assert go_duration("250ms") == 0.25
-    assert go_duration("0") == 0.0
-    for bad in ("", "1", "1x", "s", "1m 30s", "-1s", "2562048h"):
-        with pytest.raises(ValueError, match=re.escape(bad) if bad else "^$"):
-            go_duration(bad)
+
+def test_durations_in_a_url_and_from_the_plugin_list() -> None:
+    instancer = sd_core.instancer("consul://127.0.0.1:1/web?wait=1m30s&retry_max=250ms")
+    try:
+        _, _, resolved = select("consul://127.0.0.1:1/web?wait=1m30s&retry_max=250ms", None, {})
+        assert (resolved["wait"], resolved["retry_max"], resolved["timeout"]) == (90.0, 0.25, 10.0)
+        assert resolved["deregister_critical_after"] == 60.0
+    finally:
+        instancer.stop()
+    _, _, resolved = select("consul:///web?deregister_critical_after=", None, {})
+    assert resolved["deregister_critical_after"] == math.inf
 
 
 def test_discovery_options() -> None:
@@ -231,7 +354,7 @@ def test_discovery_options() -> None:
 def test_bad_registration_options_and_values() -> None:
     registration = Registration("web", "127.0.0.1", 1)
     backend = ConsulBackend()
-    with pytest.raises(ConfigError, match="Go duration"):
+    with pytest.raises(ConfigError, match="'check_interval' must be a duration"):
         backend.registrar(registration, check_interval="ten seconds")
     with pytest.raises(ConfigError, match="http_check"):
         backend.registrar(registration, http_check="localhost:80")
@@ -278,7 +401,7 @@ def test_the_backend_is_installed_through_its_entry_point() -> None:
     info = sd_core.backends()["consul"]
     assert info.distribution == "sd-consul"
     assert isinstance(info.backend, ConsulBackend)
-    assert isinstance(info.backend, sd_core.Backend)
+    assert isinstance(info.backend, sd_core.plugin.Backend)
 
 
 def test_an_unreachable_agent_is_a_registration_error() -> None:

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import sd_core
-from sd_core import BaseRegistrar, FixedInstancer, Instance, Option, Registration
+import sd_core.plugin
+from sd_core import FixedInstancer, Instance, Registration
+from sd_core.plugin import BaseRegistrar, Option
 
 
 class ExampleRegistrar(BaseRegistrar):
@@ -93,6 +95,6 @@ class ExampleBackend:
         return ExampleRegistrar(registration, Path(options["path"]))
 
 
-@sd_core.hookimpl
+@sd_core.plugin.hookimpl
 def register_backends(register: Any) -> None:
     register(ExampleBackend())

@@ -1,7 +1,7 @@
 """A registrar in a child process: for tests of what happens when a registering process
 hangs (SIGSTOP) or dies (SIGKILL) without cleaning up.
 
-The child is ``python -m sd_core.testing.registering_child SPEC_JSON``: it registers through
+The child is ``python -m pytest_sd.registering_child SPEC_JSON``: it registers through
 the named backend, prints ``READY``, and deregisters and exits when its standard input
 closes.
 """
@@ -54,7 +54,7 @@ class RegisteringChild(Closing):
         }
         self.output: list[str] = []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sd_core.testing.registering_child", json.dumps(spec)],
+            [sys.executable, "-m", "pytest_sd.registering_child", json.dumps(spec)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

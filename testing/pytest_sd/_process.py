@@ -145,7 +145,7 @@ class ManagedProcess:
         cmd = self.command()
         env = {**os.environ, **self.environment()}
         with open(self.log_path, "ab") as log:
-            log.write(f"\n--- sd_core.testing: starting {self.name}: {' '.join(cmd)}\n".encode())
+            log.write(f"\n--- pytest-sd: starting {self.name}: {' '.join(cmd)}\n".encode())
             log.flush()
             self._proc = subprocess.Popen(
                 cmd,

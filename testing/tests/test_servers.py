@@ -1,4 +1,4 @@
-"""Smoke tests of the real backend servers started by the sd_core pytest plugin.
+"""Smoke tests of the real backend servers started by the pytest-sd plugin.
 
 Each test makes real requests (HTTP API, four-letter words, DNS queries) and exercises the
 fault handles: stop/start, restart, kill, pause/resume, start with wiped state.
@@ -14,15 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
-
-from sd_core.testing._http import request
-from sd_core.testing._ports import port_open
-from sd_core.testing._process import wait_until
-from sd_core.testing.consul import ConsulServer
-from sd_core.testing.dns import AddressRecord, BindServer, DnsmasqServer, SrvRecord
-from sd_core.testing.etcd import EtcdCluster, EtcdServer
-from sd_core.testing.eureka import EurekaServer
-from sd_core.testing.zookeeper import ZooKeeperEnsemble, ZooKeeperServer
+from pytest_sd._http import request
+from pytest_sd._ports import port_open
+from pytest_sd._process import wait_until
+from pytest_sd.consul import ConsulServer
+from pytest_sd.dns import AddressRecord, BindServer, DnsmasqServer, SrvRecord
+from pytest_sd.etcd import EtcdCluster, EtcdServer
+from pytest_sd.eureka import EurekaServer
+from pytest_sd.zookeeper import ZooKeeperEnsemble, ZooKeeperServer
 
 
 # -- Consul --------------------------------------------------------------------------------
@@ -246,12 +245,12 @@ def test_eureka_registers_an_instance(eureka_server: EurekaServer, sd_namespace:
 
 # -- the plugin itself ---------------------------------------------------------------------
 def test_missing_backend_skips_or_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sd_core.testing._binaries import BackendNotInstalled
-    from sd_core.testing.pytest_plugin import _not_installed
+    from pytest_sd._binaries import BackendNotInstalled
+    from pytest_sd.plugin import _not_installed
 
-    exc = BackendNotInstalled("Thing", "/nowhere")
+    exc = BackendNotInstalled("dnsmasq", "/nowhere")
     monkeypatch.setenv("CI", "true")
-    with pytest.raises(pytest.fail.Exception, match="bash scripts/install-backends"):
+    with pytest.raises(pytest.fail.Exception, match="apt-get install dnsmasq-base"):
         _not_installed(exc)
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="bash scripts/install-backends"):

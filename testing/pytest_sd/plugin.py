@@ -1,9 +1,10 @@
-"""pytest fixtures that start real backend servers (the ``sd_core`` pytest plugin).
+"""pytest fixtures that start real backend servers (the ``sd`` pytest plugin of pytest-sd).
 
-Installed with sd-core and loaded by every pytest run; it starts nothing until a test asks
-for one of its fixtures. The servers come from ``bash scripts/install-backends`` (see
-docs/testing-backends.md). A missing server skips the tests that need it, or fails them
-when ``CI=true``.
+Installed with pytest-sd (not with sd-core) and loaded by every pytest run of that
+environment; it starts nothing until a test asks for one of its fixtures. Where the servers
+come from: see :mod:`pytest_sd._binaries` and docs/testing-backends.md. A missing server
+skips the tests that need it, with a message saying how to install it, or fails them when
+``CI=true``.
 
 Sharing and faults:
 
@@ -53,7 +54,7 @@ class _Restorable(Protocol):
 
 
 def _not_installed(exc: BackendNotInstalled) -> NoReturn:
-    if os.environ.get("CI", "").lower() == "true":
+    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
         pytest.fail(str(exc), pytrace=False)
     pytest.skip(str(exc))
 
@@ -109,6 +110,15 @@ def pytest_runtest_makereport(
             text = server.read_log(offset)
             report.sections.append((f"{server.name} log ({server.log_path})", text))
     return report
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker of the conformance suite's checks."""
+    config.addinivalue_line(
+        "markers",
+        "sd_requires(*capabilities): a conformance check needing these capabilities "
+        "(skipped for a backend that does not declare them)",
+    )
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

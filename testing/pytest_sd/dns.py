@@ -20,7 +20,7 @@ class _DnsServer(ManagedProcess):
     zone: str
 
     def query(self, name: str, rtype: str = "A", *, timeout: float = 2.0) -> Answer:
-        """Ask this server one question (see :func:`sd_core.testing.dnswire.query`)."""
+        """Ask this server one question (see :func:`pytest_sd.dnswire.query`)."""
         return query(self.host, self.port, name, rtype, timeout=timeout)
 
     def is_ready(self) -> bool:

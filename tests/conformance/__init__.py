@@ -1,1 +1,0 @@
-"""The backend conformance suite: one set of tests, run against every backend."""
