@@ -71,7 +71,9 @@ def push(_: int) -> Instancer:
     return PushInstancer(start, name="bench-push")
 
 
-def measure(label: str, make: Callable[[int], Instancer], count: int, idle: float) -> None:
+def measure(
+    label: str, make: Callable[[int], Instancer], count: int, idle: float, backend: str = ""
+) -> None:
     gc.collect()
     threads0, rss0, socks0 = threading.active_count(), rss_kib(), sockets()
     started = time.perf_counter()
@@ -88,12 +90,13 @@ def measure(label: str, make: Callable[[int], Instancer], count: int, idle: floa
         time.sleep(idle)
         share = (time.process_time() - cpu0) / (time.monotonic() - wall0)
         cpu = f"  idle CPU {share * 100:6.3f} % of a core"
+    clients = f"  clients {connections().count(backend)}" if backend else ""
     for instancer in instancers:
         instancer.stop()
     print(
         f"{label:<28}{count:>6}  threads +{threads - threads0:<5} "
         f"memory +{(rss - rss0) / 1024:7.1f} MiB ({(rss - rss0) / count:6.1f} KiB each)  "
-        f"sockets +{socks - socks0:<4} made in {made:6.2f} s{cpu}"
+        f"sockets +{socks - socks0:<4} made in {made:6.2f} s{clients}{cpu}"
     )
 
 
@@ -114,9 +117,9 @@ def consul_rows(idle: float, quick: bool) -> None:
             def own_service(n: int) -> Instancer:
                 return sd_core.instancer("consul", f"bench-{n}", **options)
 
-            measure("consul, one service", one_service, 100, idle)
+            measure("consul, one service", one_service, 100, idle, "consul")
             if not quick:
-                measure("consul, 100 services", own_service, 100, idle)
+                measure("consul, 100 services", own_service, 100, idle, "consul")
             print(f"  consul clients open afterwards: {connections().count('consul')}")
         finally:
             server.stop()

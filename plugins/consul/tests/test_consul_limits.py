@@ -166,8 +166,12 @@ def test_a_stopped_instancer_holds_its_connection_until_its_wait_ends(
         sd_core.instancer("consul", f"{sd_namespace}-{n}", wait=wait, retry_max=0.5, **options)
         for n in range(LIMIT)
     ]
+    # Its own client (other options): one sharing the instancers' could reuse a connection
+    # of theirs still open at the agent.
     registrar = sd_core.registrar(
-        "consul", Registration(sd_namespace, "127.0.0.1", 21402, id="late", ttl=30), **options
+        "consul",
+        Registration(sd_namespace, "127.0.0.1", 21402, id="late", ttl=30),
+        **{**options, "timeout": 2.1},
     )
     try:
         answered: list[float] = []

@@ -44,6 +44,7 @@ __all__ = [
     "test_deregister_removes_the_instance",
     "test_everything_converges_after_the_server_was_frozen",
     "test_identical_states_are_not_sent_again",
+    "test_instancers_of_one_service_share_one_watch_and_one_client",
     "test_metadata_survives_the_round_trip",
     "test_no_secret_in_reprs_errors_or_logs",
     "test_registered_instance_appears",
@@ -600,6 +601,36 @@ def test_stop_and_close_leave_nothing_behind(sd_conformance_backend: BackendUnde
         # backend, which ours may have shared: its pool may keep the sockets we used.
         new_fds = {fd: t for fd, t in new_fds.items() if not t.startswith("socket:")}
     assert new_fds == {}, f"file descriptors left behind: {_describe_fds(new_fds)}"
+
+
+@requires()
+def test_instancers_of_one_service_share_one_watch_and_one_client(
+    sd_conformance_backend: BackendUnderTest,
+) -> None:
+    """Fifty instancers of one service (sections "shared connections" and "watching" of the
+    plugin guide): one watch, at most one client, each with its own subscribers."""
+    backend = sd_conformance_backend
+    shared = connections()
+    clients = shared.count(backend.name)
+    threads = {t for t in threading.enumerate() if t.name.startswith("sd-")}
+    instancers = [backend.instancer() for _ in range(50)]
+    try:
+        for instancer in (instancers[0], instancers[-1]):
+            with instancer.subscribe() as sub:
+                wait_for(sub, lambda e: e.ok, backend.propagation, "a first set")
+        new = {t.name for t in threading.enumerate() if t.name.startswith("sd-")} - {
+            t.name for t in threads
+        }
+        watching = {name for name in new if not name.startswith("sd-dispatch")}
+        assert len(watching) <= 1, f"fifty instancers of one service started {sorted(watching)}"
+        assert shared.count(backend.name) <= clients + 1, "more than one client for one watch"
+        instancers[0].stop()
+        with instancers[1].subscribe() as sub:  # the others go on
+            wait_for(sub, lambda e: e.ok, backend.propagation, "a set after one stopped")
+    finally:
+        for instancer in instancers:
+            instancer.stop()
+    assert shared.count(backend.name) <= clients
 
 
 # -- secrets -------------------------------------------------------------------------------
