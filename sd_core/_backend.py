@@ -261,11 +261,12 @@ class Backend(Protocol):
     ``options`` declares every keyword option the two factories accept. The plugin manager
     validates and converts what the user gave (keywords, URL query, environment) and calls
     the factory with every declared option, defaults filled in. A factory called directly
-    gets the same treatment by calling ``sd_core._options.resolve_for(self, options)`` first.
+    gets the same treatment by calling ``sd_core.plugin.resolve_for(self, options)`` first.
     A URL's ``host:port`` is the value of the option named ``address``, which a backend that
     talks to a server declares (``connection_options`` declares it with TLS, credentials and
     timeout). A backend that cannot discover or cannot register says so with
-    ``supports_discovery`` / ``supports_registration``.
+    ``supports_discovery`` / ``supports_registration``. An optional ``aliases`` attribute (a
+    sequence of names, e.g. ``("zk",)``) lets users select it by other names too.
     """
 
     name: str

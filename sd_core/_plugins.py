@@ -139,6 +139,7 @@ class PluginManager:
         self._lock = threading.Lock()
         self._loaded = False
         self._backends: dict[str, BackendInfo] = {}
+        self._aliases: dict[str, BackendInfo] = {}
         self._failures: list[PluginFailure] = []
         self._blocked: frozenset[str] = frozenset()
 
@@ -147,6 +148,15 @@ class PluginManager:
         """Installed backends by name, in load order (built-in ones first)."""
         self.load()
         return MappingProxyType(self._backends)
+
+    def find(self, name: str) -> BackendInfo | None:
+        """The backend named ``name`` or one of its aliases (any case), or None."""
+        self.load()
+        for candidate in (name, name.lower()):
+            info = self._backends.get(candidate) or self._aliases.get(candidate)
+            if info is not None:
+                return info
+        return None
 
     def failures(self) -> tuple[PluginFailure, ...]:
         """The plugins that failed to load."""
@@ -260,6 +270,12 @@ class PluginManager:
                 )
                 continue
             self._backends[backend.name] = info
+            for alias in getattr(backend, "aliases", ()) or ():
+                taken = self._backends.get(alias) or self._aliases.get(alias)
+                if taken is not None:
+                    log.warning("alias %r of backend %r ignored: it is taken", alias, backend.name)
+                    continue
+                self._aliases[alias] = info
 
     def _fail(self, plugin: str, distribution: str, version: str, error: str) -> None:
         failure = PluginFailure(plugin, distribution, version, error)

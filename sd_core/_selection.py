@@ -38,7 +38,7 @@ def _backend_extras() -> list[str]:
 def _lookup(name: str) -> BackendInfo:
     manager = plugin_manager()
     installed = manager.backends()
-    info = installed.get(name) or installed.get(name.lower())
+    info = manager.find(name)
     if info is not None:
         return info
     names = ", ".join(sorted(installed)) or "none"

@@ -313,3 +313,40 @@ def test_real_distribution_backend_is_usable(example_venv: Path, tmp_path: Path)
         "print(i.state.instances[0].address); r.close()"
     )
     assert _run(example_venv, python, "-c", code, str(tmp_path)).strip() == "127.0.0.1:8080"
+
+
+def test_a_backend_may_be_selected_by_an_alias(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sd_core import _plugins as plugins_module
+
+    class Aliased:
+        name = "zookeeper"
+        aliases = ("zk",)
+        description = "aliased"
+        options = ()
+        supports_discovery = True
+        supports_registration = False
+
+        def instancer(self, service: str, **options: Any) -> FixedInstancer:
+            return FixedInstancer()
+
+        def registrar(self, registration: Registration, **options: Any) -> Any:
+            raise NotImplementedError
+
+    class Entry:
+        name = "aliased"
+        dist = None
+
+        def load(self) -> object:
+            @sd_core.plugin.hookimpl
+            def register_backends(register: Any) -> None:
+                register(Aliased())
+
+            return type("Plugin", (), {"register_backends": staticmethod(register_backends)})
+
+    manager = PluginManager(entry_points=lambda: [Entry()], builtins=(), environ={})
+    monkeypatch.setattr(plugins_module, "_manager", manager)
+    assert list(sd_core.backends()) == ["zookeeper"]
+    with sd_core.instancer("zk:///web") as instancer:
+        assert instancer.state is not None
+    with sd_core.instancer("ZK", "web") as instancer:
+        assert instancer.state is not None

@@ -1,20 +1,12 @@
-"""Go peers read our registrations: go-kit's Consul instancer (tests/interop/gokit-consul).
-
-The Go program is built by the ``gokit_consul`` fixture with the Go toolchain, once per
-version of its sources: the binary is kept under ``~/.cache/sd-core/go/<hash>/``, the hash
-being that of go.mod, go.sum and main.go. A machine without Go skips these tests, as the
-server fixtures do, and fails them when ``CI=true``.
-"""
+"""Go peers read our registrations: go-kit's Consul instancer (tests/interop/gokit-consul),
+built once per version of its sources by ``pytest_sd.interop.build_go``."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import queue
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -24,74 +16,17 @@ from typing import IO, Any
 import pytest
 from consul_helpers import MakeRegistrar
 from pytest_sd.consul import ConsulServer
+from pytest_sd.interop import build_go
 
 from sd_core import Registration
 
 SOURCE = Path(__file__).resolve().parents[3] / "tests" / "interop" / "gokit-consul"
-SOURCE_FILES = ("go.mod", "go.sum", "main.go")
-BUILD_TIMEOUT = 900.0
-"""Seconds a build may take: the first one downloads go-kit and the Consul API client."""
-
-
-def _unavailable(message: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
-def _go() -> Path | None:
-    found = shutil.which("go")
-    if found:
-        return Path(found)
-    default = Path("/usr/local/go/bin/go")
-    return default if default.is_file() else None
-
-
-def build_gokit_consul() -> Path:
-    """The built program, from the cache when its sources have not changed."""
-    digest = hashlib.sha256()
-    for name in SOURCE_FILES:
-        digest.update(name.encode() + b"\0" + (SOURCE / name).read_bytes() + b"\0")
-    cache = Path.home() / ".cache" / "sd-core" / "go" / digest.hexdigest()[:32]
-    binary = cache / "gokit-consul"
-    if binary.is_file() and os.access(binary, os.X_OK):
-        return binary
-    go = _go()
-    if go is None:
-        _unavailable(f"the Go toolchain (go) is not installed: cannot build {SOURCE}")
-        raise AssertionError("unreachable")
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache) as scratch:
-        built = Path(scratch) / "gokit-consul"
-        env = {
-            **os.environ,
-            "GOFLAGS": "-mod=readonly",  # go.sum pins every module: never rewrite it
-            "GOTOOLCHAIN": "local",
-            "CGO_ENABLED": "0",
-        }
-        try:
-            result = subprocess.run(
-                [str(go), "build", "-o", str(built), "."],
-                cwd=SOURCE,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=BUILD_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            _unavailable(f"building {SOURCE} took more than {BUILD_TIMEOUT:g} s")
-            raise
-        if result.returncode != 0:
-            _unavailable(f"building {SOURCE} failed:\n{result.stderr[-4000:]}")
-        os.replace(built, binary)  # atomic: a concurrent build just replaces it
-    return binary
 
 
 @pytest.fixture(scope="session")
 def gokit_consul() -> Path:
     """The path of the built go-kit discovery program."""
-    return build_gokit_consul()
+    return build_go(SOURCE, "gokit-consul")
 
 
 class GoKitWatcher:
