@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,13 +27,18 @@ def backends() -> Mapping[str, BackendInfo]:
     return plugin_manager().backends()
 
 
+_EXTRA = re.compile(r"""^\s*(sd-[A-Za-z0-9_.-]+)\b.*;\s*extra\s*==\s*["']([^"']+)["']""")
+
+
 def _backend_extras() -> list[str]:
-    """The extras of the sd-core distribution that install a backend (not ``all``)."""
+    """The extras of the sd-core distribution that install one backend plugin (an ``sd-*``
+    distribution): not ``all``, nor the extras of client libraries (httpx, grpc)."""
     try:
-        extras = importlib.metadata.metadata("sd-core").get_all("Provides-Extra") or []
+        requirements = importlib.metadata.requires("sd-core") or []
     except importlib.metadata.PackageNotFoundError:
         return []
-    return sorted(extra for extra in extras if extra != "all")
+    extras = {m.group(2) for r in requirements if (m := _EXTRA.match(r))}
+    return sorted(extras - {"all"})
 
 
 def _lookup(name: str) -> BackendInfo:
