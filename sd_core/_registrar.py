@@ -81,6 +81,7 @@ class BaseRegistrar:
         self._wake = Signal()
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._restorer_lock = threading.Lock()
         self._alock: asyncio.Lock | None = None
         self._awake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -219,12 +220,18 @@ class BaseRegistrar:
                 return
             self._call("register", self._backend_register)
             self._registered_now()
-            self._thread = threading.Thread(
-                target=self._keepalive_loop,
-                name=f"sd-keepalive-{self.backend_name}-{self.backend_id}",
-                daemon=True,
-            )
-            self._thread.start()
+            if self.renews:
+                self._start_keepalive()
+
+    def _start_keepalive(self) -> None:
+        # Without renewals the thread exists only while a lost registration is being
+        # restored: a thousand session-kept registrars cost no thread while all is well.
+        self._thread = threading.Thread(
+            target=self._keepalive_loop,
+            name=f"sd-keepalive-{self.backend_name}-{self.backend_id}",
+            daemon=True,
+        )
+        self._thread.start()
 
     def deregister(self) -> None:
         """Withdraw the registration and stop keeping it alive (idempotent).
@@ -492,6 +499,8 @@ class BaseRegistrar:
                     delay = self._restore_failed(exc)
                 else:
                     delay = self._restored()
+                    if not self.renews:
+                        delay = 0.0  # go and end: nothing to renew
             elif self.renews:
                 try:
                     alive = self._backend_keepalive()
@@ -500,7 +509,11 @@ class BaseRegistrar:
                 else:
                     delay = self._renewed(bool(alive))
             else:
-                delay = None
+                with self._restorer_lock:  # restored: end, unless lost again meanwhile
+                    if self.health.state is not RegistrarState.LOST:  # may have changed since
+                        self._thread = None
+                        return
+                delay = 0.0
 
     # -- the async twin (hooks are coroutines, run on the core's loop) -----------------------
     def _async_state(self) -> tuple[asyncio.Lock, asyncio.Event]:
@@ -603,8 +616,12 @@ class BaseRegistrar:
             wake = self._awake
             if wake is not None:
                 core_loop().loop().call_soon_threadsafe(wake.set)
-        else:
-            self._wake.set()
+            return
+        self._wake.set()
+        if not self.renews:
+            with self._restorer_lock:
+                if self._thread is None and not self._stopping:
+                    self._start_keepalive()
 
     def _wake_clear(self) -> None:
         if self._async:

@@ -140,3 +140,24 @@ def test_a_registrar_without_renewals_restores_when_told(fake: FakeClock) -> Non
         until(lambda: registrar.restores == 1, "the restore")
         assert registrar.registrations == 2
         assert registrar.health.state is RegistrarState.REGISTERED
+
+
+def test_registrars_without_renewals_hold_no_thread_until_one_is_lost() -> None:
+    before = {t.name for t in threading.enumerate()}
+    registrars = [SessionRegistrar(Registration("web", "127.0.0.1", 9000 + n)) for n in range(50)]
+    for registrar in registrars:
+        registrar.register()
+    try:
+        new = {t.name for t in threading.enumerate()} - before
+        assert not [name for name in new if name.startswith("sd-keepalive")], new
+        registrars[0].mark_lost("session expired")
+        until(lambda: registrars[0].restores == 1, "the restore")
+        until(
+            lambda: not any(t.name.startswith("sd-keepalive") for t in threading.enumerate()),
+            "the restoring thread to end",
+        )
+        registrars[0].mark_lost("expired again")
+        until(lambda: registrars[0].restores == 2, "the second restore")
+    finally:
+        for registrar in registrars:
+            registrar.close()
