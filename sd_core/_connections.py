@@ -4,10 +4,11 @@ counted by the instancers and registrars that use it and closed when the last on
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import inspect
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Coroutine, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -106,20 +107,35 @@ def _close(client: Any) -> None:
     try:
         aclose = getattr(client, "aclose", None)
         if aclose is not None and inspect.iscoroutinefunction(aclose):
-            core_loop().call(aclose(), timeout=10)
+            _run(aclose())
             return
         close = getattr(client, "close", None)
         if close is None:
             return
         result = close()
         if inspect.isawaitable(result):
-            core_loop().call(_await(result), timeout=10)
+            _run(_await(result))
     except Exception:
         log.warning("closing %r failed", client, exc_info=True)
 
 
 async def _await(awaitable: Any) -> None:
     await awaitable
+
+
+_closing: set[asyncio.Task[None]] = set()
+"""Closes scheduled from the core's loop itself, kept referenced until they end."""
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    """Run a close on the core's loop: waited for from any other thread; scheduled when the
+    last release happens on the loop (an async registrar's ``_backend_close``)."""
+    if not core_loop().in_loop():
+        core_loop().call(coro, timeout=10)
+        return
+    task = asyncio.get_running_loop().create_task(coro)
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
 
 
 _CONNECTIONS = Connections()

@@ -7,7 +7,7 @@ import atexit
 import inspect
 import threading
 import weakref
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
 from typing import Any, ClassVar, Self
 
@@ -93,20 +93,21 @@ class BaseRegistrar:
         self._last_ok = 0.0
 
     # -- what a backend implements -------------------------------------------------------
-    def _backend_register(self) -> None:
+    # Each hook may be a plain method or a coroutine (all of a backend's hooks one way).
+    def _backend_register(self) -> None | Awaitable[None]:
         raise NotImplementedError
 
-    def _backend_deregister(self) -> None:
+    def _backend_deregister(self) -> None | Awaitable[None]:
         raise NotImplementedError
 
-    def _backend_keepalive(self) -> bool:
+    def _backend_keepalive(self) -> bool | Awaitable[bool]:
         """Renew the registration; False when the backend no longer knows it."""
         return True
 
-    def _backend_set_status(self, status: str, note: str) -> None:
+    def _backend_set_status(self, status: str, note: str) -> None | Awaitable[None]:
         raise NotImplementedError(f"the {self.backend_name} backend has no notion of health")
 
-    def _backend_close(self) -> None:
+    def _backend_close(self) -> None | Awaitable[None]:
         """Release client resources (called once, after the final deregistration)."""
 
     @property

@@ -667,10 +667,13 @@ def test_no_secret_in_reprs_errors_or_logs(
     # Errors of option checking name the options, never the secret values.
     for make in (
         lambda: sd_core.instancer(
-            backend.name, backend.service, **backend.options, **secret_options, no_such=1
+            backend.name, backend.service, **{**backend.options, **secret_options}, no_such=1
         ),
         lambda: sd_core.registrar(
-            backend.name, registrar.registration, **backend.options, **secret_options, no_such=1
+            backend.name,
+            registrar.registration,
+            **{**backend.options, **secret_options},
+            no_such=1,
         ),
     ):
         with pytest.raises(SDError) as refused:
