@@ -94,20 +94,20 @@ class BaseRegistrar:
 
     # -- what a backend implements -------------------------------------------------------
     # Each hook may be a plain method or a coroutine (all of a backend's hooks one way).
-    def _backend_register(self) -> None | Awaitable[None]:
+    def _backend_register(self) -> Awaitable[None] | None:
         raise NotImplementedError
 
-    def _backend_deregister(self) -> None | Awaitable[None]:
+    def _backend_deregister(self) -> Awaitable[None] | None:
         raise NotImplementedError
 
     def _backend_keepalive(self) -> bool | Awaitable[bool]:
         """Renew the registration; False when the backend no longer knows it."""
         return True
 
-    def _backend_set_status(self, status: str, note: str) -> None | Awaitable[None]:
+    def _backend_set_status(self, status: str, note: str) -> Awaitable[None] | None:
         raise NotImplementedError(f"the {self.backend_name} backend has no notion of health")
 
-    def _backend_close(self) -> None | Awaitable[None]:
+    def _backend_close(self) -> Awaitable[None] | None:
         """Release client resources (called once, after the final deregistration)."""
 
     @property
