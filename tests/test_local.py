@@ -442,7 +442,7 @@ def _symlink_to_fifo(path: Path, root: Path) -> None:
     path.symlink_to(target)
 
 
-BAD_FILES: dict[str, Callable[[Path, Path], None]] = {
+BAD_FILES: dict[str, Callable[[Path, Path], object]] = {
     # What a user or another process can put in the folder under a name ending in .json.
     "deep nesting": lambda path, root: path.write_bytes(b"[" * 30_000 + b"]" * 30_000),
     "deep nesting in meta": lambda path, root: path.write_bytes(

@@ -10,7 +10,7 @@ from sd_core._backend import Option
 from sd_core._errors import ConfigError
 from sd_core._instance import Registration
 from sd_core._options import resolve_for
-from sd_core._watch import WatchInstancer
+from sd_core._push import PushInstancer
 
 from ._instancer import local_instancer
 from ._registrar import LocalRegistrar
@@ -36,7 +36,7 @@ class LocalBackend:
     supports_discovery = True
     supports_registration = True
 
-    def instancer(self, service: str, **options: Any) -> WatchInstancer:
+    def instancer(self, service: str, **options: Any) -> PushInstancer:
         """Watch ``service`` in the directory (option ``path``)."""
         if not isinstance(service, str) or not service.strip():
             raise ConfigError(f"local: service must be a non-empty string, got {service!r}")

@@ -9,6 +9,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import secrets
 import socket
 import stat
@@ -26,11 +27,13 @@ from sd_core._instance import Registration
 __all__ = [
     "ENTRY_SUFFIX",
     "FORMAT",
+    "LIVENESS_WINDOW",
     "MAX_ENTRY_BYTES",
     "MAX_PID",
     "TMP_PREFIX",
     "Entry",
     "EntryError",
+    "Liveness",
     "check_default_root",
     "check_regular",
     "default_root",
@@ -42,6 +45,7 @@ __all__ = [
     "own_start",
     "pid_alive",
     "read_entry_file",
+    "refreshed_only",
     "service_dir",
     "this_hostname",
     "wall_clock",
@@ -298,6 +302,42 @@ class Entry:
         )
 
 
+_REFRESHED = b'"refreshed"'
+_NUMBER = re.compile(
+    rb"[ \t\n\r]*:[ \t\n\r]*(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)"
+)
+"""After the key: the colon and a JSON number (RFC 8259 grammar: no nan, inf or ``_``)."""
+
+
+def refreshed_only(data: bytes, before: bytes, entry: Entry) -> Entry | None:
+    """``entry`` with the refresh time of ``data`` when ``data`` differs from ``before`` (the
+    content ``entry`` was parsed from) only in the number of the ``refreshed`` key, as a
+    keepalive rewrites it; None otherwise (parse ``data`` then).
+
+    Exact, not a guess: the key occurs once in ``before`` (a quote in a JSON string is
+    escaped, so the token can only be that key), everything before and after the number is
+    the same bytes, and the number is a JSON number; so JSON would parse ``data`` into the
+    same document but for that one value.
+    """
+    at = before.find(_REFRESHED)
+    if at < 0 or before.find(_REFRESHED, at + 1) >= 0:
+        return None
+    start = at + len(_REFRESHED)
+    if data[:start] != before[:start]:
+        return None
+    old = _NUMBER.match(before, start)
+    new = _NUMBER.match(data, start)
+    if old is None or new is None or data[new.end() :] != before[old.end() :]:
+        return None
+    try:
+        refreshed = _time(float(new.group(1)), "refreshed")
+    except (EntryError, OverflowError, ValueError):
+        return None
+    return Entry(
+        entry.registration, entry.pid, entry.hostname, entry.pid_start, refreshed, entry.registered
+    )
+
+
 def _str_list(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise EntryError(f"tags must be a list of strings, got {value!r}")
@@ -395,27 +435,75 @@ def own_start() -> int | None:
 
 def pid_alive(pid: int, start: int | None) -> bool:
     """Whether process ``pid`` on this host runs, and is the one that started at ``start``."""
-    if not 0 < pid <= MAX_PID:
-        return False
-    if sys.platform == "win32":
-        return True  # os.kill(pid, 0) would terminate the process there
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # it exists, under another user
-    except OverflowError:
-        return False
-    if not _HAVE_PROC:
-        return True
-    proc = _proc_stat(pid)
-    if proc is None:
-        return False
-    state, started = proc
-    if state in ("Z", "X"):  # killed but not reaped yet
-        return False
-    return start is None or started == start
+    return _Process.read(pid, 0.0).runs(start)
+
+
+LIVENESS_WINDOW = 0.5
+"""How long what was read of a process is trusted when a file event brings its entry; a scan
+of the whole folder reads each process afresh."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Process:
+    """What this host says of one pid at one moment."""
+
+    checked: float
+    exists: bool
+    started: int | None = None
+    """The start time in clock ticks since boot; None where there is no /proc."""
+
+    @classmethod
+    def read(cls, pid: int, now: float) -> _Process:
+        if not 0 < pid <= MAX_PID:
+            return cls(now, False)
+        if sys.platform == "win32":
+            return cls(now, True)  # os.kill(pid, 0) would terminate the process there
+        if _HAVE_PROC:
+            # One read tells whether it exists, whether it is a zombie, and when it started.
+            proc = _proc_stat(pid)
+            if proc is None:
+                return cls(now, False)
+            state, started = proc
+            return cls(now, state not in ("Z", "X"), started)  # Z, X: killed, not reaped
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return cls(now, False)
+        except PermissionError:
+            pass  # it exists, under another user
+        except OverflowError:
+            return cls(now, False)
+        return cls(now, True)
+
+    def runs(self, start: int | None) -> bool:
+        """Whether this is a running process that started at ``start`` (None: any)."""
+        return self.exists and (start is None or self.started is None or self.started == start)
+
+
+class Liveness:
+    """Whether the processes of this host that entries name still run, each pid read at most
+    once however many entries name it: an answer is reused while it was read at or after the
+    ``fresh_after`` the caller asks for (a whole scan asks for a reading of its own time, so
+    that all the entries it judges share one reading per pid)."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, _Process] = {}
+        self.reads = 0
+        """How many times a process was read (for tests and benchmarks)."""
+
+    def alive(self, pid: int, start: int | None, now: float, fresh_after: float) -> bool:
+        """Whether process ``pid``, started at ``start``, runs (read anew unless read at or
+        after ``fresh_after``; ``now`` is the time it is read at, on the same clock)."""
+        known = self._known.get(pid)
+        if known is None or known.checked < fresh_after:
+            known = _Process.read(pid, now)
+            self._known[pid] = known
+            self.reads += 1
+        return known.runs(start)
+
+    def forget_before(self, moment: float) -> None:
+        """Drop readings older than ``moment`` (they would be read anew anyway)."""
+        self._known = {pid: p for pid, p in self._known.items() if p.checked >= moment}
 
 
 def wall_clock() -> float:
