@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import base64
 import secrets
-import shutil
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from . import _binaries
-from ._binaries import BackendNotInstalled
 from ._cluster import Cluster
 from ._http import HttpResponse, request
 from ._ports import HOST, free_ports
 from ._process import ManagedProcess, ServerError, wait_until
+from .certificates import Certificates
 
 
 def _b64(text: str) -> str:
@@ -171,60 +169,6 @@ class EtcdServer(EtcdMember):
                 raise ServerError(f"etcd auth setup {path} failed: {resp}")
         self._auth_enabled = True
         self.auth_user, self.auth_password = self.root_user, self.root_password
-
-
-class Certificates:
-    """A CA, a server certificate for 127.0.0.1 / ::1 / localhost and a client certificate,
-    made with the ``openssl`` command (P-256 keys, valid a week) in ``folder``.
-
-    Attributes (paths of PEM files): ``ca``, ``server_cert``, ``server_key``, ``client_cert``,
-    ``client_key``; ``other_ca``, a CA that signed neither certificate.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            raise BackendNotInstalled("openssl (Debian: apt-get install openssl)", "PATH")
-        folder.mkdir(parents=True, exist_ok=True)
-        self.ca, self.other_ca = folder / "ca.pem", folder / "other-ca.pem"
-        self.server_cert, self.server_key = folder / "server.pem", folder / "server-key.pem"
-        self.client_cert, self.client_key = folder / "client.pem", folder / "client-key.pem"
-        ca_key = folder / "ca-key.pem"
-        new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-
-        def openssl_run(*args: str | Path) -> None:
-            command = [openssl, *(str(arg) for arg in args)]
-            subprocess.run(command, cwd=folder, check=True, capture_output=True)
-
-        for cert, key, name in (
-            (self.ca, ca_key, "sd test CA"),
-            (self.other_ca, folder / "other-ca-key.pem", "another CA"),
-        ):
-            subject = ["-subj", f"/CN={name}", "-days", "7"]
-            openssl_run("req", "-x509", *new_key, "-keyout", key, "-out", cert, *subject)
-        for cert, key, name, extensions in (
-            (
-                self.server_cert,
-                self.server_key,
-                "etcd",
-                "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost\n"
-                "extendedKeyUsage=serverAuth,clientAuth\n",
-            ),
-            (self.client_cert, self.client_key, "sd-client", "extendedKeyUsage=clientAuth\n"),
-        ):
-            request, extfile = folder / f"{name}.csr", folder / f"{name}.ext"
-            extfile.write_text(extensions)
-            openssl_run("req", *new_key, "-keyout", key, "-out", request, "-subj", f"/CN={name}")
-            signing: list[str | Path] = [
-                "-CA",
-                self.ca,
-                "-CAkey",
-                ca_key,
-                "-CAcreateserial",
-                "-extfile",
-                extfile,
-            ]
-            openssl_run("x509", "-req", "-in", request, *signing, "-out", cert, "-days", "7")
 
 
 class EtcdTLSServer(EtcdServer):

@@ -10,6 +10,7 @@ from . import _binaries
 from ._cluster import Cluster
 from ._ports import HOST, free_ports
 from ._process import ManagedProcess
+from .certificates import Certificates
 
 TICK_TIME_MS = 500
 
@@ -105,6 +106,44 @@ class ZooKeeperServer(ManagedProcess):
 
     def is_ready(self) -> bool:
         return self.mode() is not None
+
+
+class ZooKeeperTLSServer(ZooKeeperServer):
+    """A standalone ZooKeeper server that also serves clients over TLS (Netty, PEM files) at
+    ``tls_port`` / ``tls_address``, asking them for a certificate of its CA when they have one
+    (``ssl.clientAuth=want``); ``certificates`` are its
+    :class:`~pytest_sd.certificates.Certificates`. The plain ``port`` stays open, for the
+    readiness check."""
+
+    def __init__(self, data_dir: Path, *, name: str = "zookeeper-tls") -> None:
+        super().__init__(data_dir, name=name)
+        # Debian's zookeeper.jar lists the netty jars its plain Netty transport needs, not
+        # the codec that TLS needs (same package, libnetty-java).
+        extra = [Path(f"/usr/share/java/netty-{jar}.jar") for jar in ("codec", "resolver")]
+        self.classpath = ":".join([self.classpath, *(str(j) for j in extra if j.is_file())])
+        self.certificates = Certificates(data_dir / "tls")
+        (self.tls_port,) = free_ports(1)
+        self.tls_address = f"{self.host}:{self.tls_port}"
+        self.keystore = data_dir / "tls" / "server-keystore.pem"
+
+    def config(self) -> str:
+        certs = self.certificates
+        lines = [
+            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+            f"secureClientPort={self.tls_port}",
+            f"secureClientPortAddress={self.host}",
+            f"ssl.keyStore.location={self.keystore}",
+            "ssl.keyStore.type=PEM",
+            f"ssl.trustStore.location={certs.ca}",
+            "ssl.trustStore.type=PEM",
+            "ssl.clientAuth=want",
+        ]
+        return super().config() + "\n".join(lines) + "\n"
+
+    def prepare(self) -> None:
+        certs = self.certificates
+        self.keystore.write_text(certs.server_key.read_text() + certs.server_cert.read_text())
+        super().prepare()
 
 
 class ZooKeeperEnsemble(Cluster[ZooKeeperServer]):
