@@ -1,7 +1,17 @@
 """Client-side service discovery: values, instancers, registrars, endpointers, balancers, retry
 and the selection of backends. What plugin authors build on is in :mod:`sd_core.plugin`."""
 
-from ._balance import Balancer, ConsistentHash, LeastPending, Random, RoundRobin, Weighted
+from ._balance import (
+    Balancer,
+    ConsistentHash,
+    Ejecting,
+    LeastPending,
+    PeakEwma,
+    PriorityWeighted,
+    Random,
+    RoundRobin,
+    Weighted,
+)
 from ._broadcast import Subscriber
 from ._cache import Candidate, EndpointCache
 from ._contracts import Closer, Factory, Instancer, Registrar
@@ -23,8 +33,7 @@ from ._plugins import BackendInfo
 from ._retry import aretry, retry
 from ._selection import backends, instancer, registrar
 from ._subscription import Subscription
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "BackendInfo",
@@ -34,6 +43,7 @@ __all__ = [
     "Closer",
     "ConfigError",
     "ConsistentHash",
+    "Ejecting",
     "EndpointCache",
     "Endpointer",
     "Event",
@@ -45,6 +55,8 @@ __all__ = [
     "Instancer",
     "LeastPending",
     "NoEndpointsError",
+    "PeakEwma",
+    "PriorityWeighted",
     "Random",
     "Registrar",
     "RegistrarHealth",

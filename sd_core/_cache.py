@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import functools
+import math
+import operator
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -22,6 +25,12 @@ log = logger("sd_core.endpoints")
 
 CLOSE_GRACE = 5.0
 """How long ``close()`` waits for closers still running after the drain timeout."""
+
+# A faster sample keeps at most this share of service_time, however soon it follows the last:
+# at high rates a peak fades over some 35 samples rather than over the decay time, so that a
+# pause of the caller's process, which delays every request in flight at once, does not hide
+# for seconds which endpoint is really slower.
+_MOST_KEPT = 0.98
 
 E = TypeVar("E")
 E_co = TypeVar("E_co", covariant=True)
@@ -59,6 +68,25 @@ class Candidate(Protocol[E_co]):
     def successes(self) -> int:
         """``choose()`` / ``achoose()`` blocks on it that ended without raising."""
 
+    @property
+    def consecutive_failures(self) -> int:
+        """``choose()`` / ``achoose()`` blocks on it that raised since the last that did not."""
+
+    @property
+    def service_time(self) -> float:
+        """Seconds per request: a peak-EWMA of the duration of its timed ``choose()`` /
+        ``achoose()`` blocks (those of balancers that set ``latency_decay``), each divided by
+        the requests in flight on it when the block began (itself included), so that
+        ``service_time * (pending + 1)`` estimates how long one more request would take;
+        0.0 before the first. A slower sample replaces it at once (the peak); a faster one
+        pulls it down by the share ``1 - exp(-dt / latency_decay)``, ``dt`` being the time
+        since the previous sample, and by 2 % at least. A block that raised never lowers it."""
+
+    @property
+    def measured_at(self) -> float:
+        """When the last timed block on it ended, on the core's clock (``clock().monotonic()``);
+        0.0 before the first."""
+
 
 class _Entry(Generic[E]):
     """One live endpoint with its in-flight count and statistics; shared by the cache and the
@@ -71,11 +99,14 @@ class _Entry(Generic[E]):
     __slots__ = (
         "closed",
         "closer",
+        "consecutive_failures",
         "endpoint",
         "failures",
         "instance",
+        "measured_at",
         "pending",
         "retired",
+        "service_time",
         "successes",
     )
 
@@ -86,6 +117,9 @@ class _Entry(Generic[E]):
         self.pending = 0
         self.failures = 0
         self.successes = 0
+        self.consecutive_failures = 0
+        self.service_time = 0.0
+        self.measured_at = 0.0
         self.retired = False
         self.closed = False
 
@@ -95,6 +129,57 @@ class _Entry(Generic[E]):
             f"<Candidate {subject!r} pending={self.pending} failures={self.failures} "
             f"successes={self.successes}{' closed' if self.closed else ''}>"
         )
+
+
+def count_outcome(entry: _Entry[Any], failed: bool) -> None:
+    """Count the outcome of a block on ``entry`` (hold the cache's lock)."""
+    if failed:
+        entry.failures += 1
+        entry.consecutive_failures += 1
+    else:
+        entry.successes += 1
+        entry.consecutive_failures = 0
+
+
+def fold_sample(
+    entry: _Entry[Any], failed: bool, began: tuple[float, int], ended: float, decay: float
+) -> None:
+    """Fold a timed block into ``entry.service_time`` (hold the cache's lock): see
+    :attr:`Candidate.service_time`. ``began``: when it began, and the requests in flight on
+    ``entry`` then (itself included). (``choose()`` does the same inline, with
+    :func:`kept_share` worked out before it takes the lock.)"""
+    started, in_flight = began
+    sample = (ended - started) / (in_flight if in_flight > 1 else 1)
+    kept = kept_share(ended - entry.measured_at, decay)
+    estimate = entry.service_time
+    if sample >= estimate:
+        entry.service_time = sample  # a peak replaces the estimate at once
+    elif not failed:  # a failure never makes an endpoint look faster
+        entry.service_time = estimate * kept + sample * (1.0 - kept)
+    entry.measured_at = ended if ended > entry.measured_at else entry.measured_at
+
+
+def kept_share(since: float, decay: float) -> float:
+    """The share of ``service_time`` a faster sample keeps, ``since`` seconds after the last:
+    ``exp(-since / decay)``, and at most 98 %."""
+    if since <= 0:
+        return _MOST_KEPT
+    kept = math.exp(-since / decay)
+    return kept if kept < _MOST_KEPT else _MOST_KEPT
+
+
+SetFollower = Callable[
+    [tuple[Candidate[E], ...], Sequence[Candidate[E]], Sequence[Candidate[E]]], object
+]
+"""What :meth:`EndpointCache.follow` calls: ``follower(entries, added, removed)``."""
+
+_endpoint_of = operator.attrgetter("endpoint")
+
+
+def follow(endpointer: Any, follower: SetFollower[Any]) -> None:
+    """:meth:`EndpointCache.follow` on the cache of ``endpointer`` (for balancers, which see
+    an :class:`Endpointer` and not its cache)."""
+    endpointer._cache.follow(follower)
 
 
 def _split(result: Any) -> tuple[Any, Any]:
@@ -148,6 +233,11 @@ class EndpointCache(Generic[E]):
         self._by_id: dict[str, _Entry[E]] = {}
         # Readers (the balancers) take these without a lock; update() replaces them whole.
         self._entries: tuple[_Entry[E], ...] = ()
+        # Not empty ([True]) while _entries is served as it is (no newer set, no invalidation
+        # due): a balancer that keeps something of a set with this cell (read before _entries)
+        # may serve from it while the cell is not empty. Replaced with each set; the old cell
+        # is emptied before any entry of its set is retired.
+        self._live: list[bool] = []
         self._endpoints: tuple[E, ...] = ()
         self._error: BaseException | None = None
         self._deadline: float | None = None
@@ -159,6 +249,10 @@ class EndpointCache(Generic[E]):
         self._drain_changes = 0
         self._drainer: threading.Thread | None = None
         self._closing = 0
+        # Followers of the set (follow()), told each change before it is served; _told is the
+        # set they were last told of (an expiry empties the set without telling them).
+        self._followers: list[Callable[[], SetFollower[E] | None]] = []
+        self._told: tuple[_Entry[E], ...] = ()
 
     # -- reading -------------------------------------------------------------------------
     def endpoints(self) -> list[E]:
@@ -195,16 +289,36 @@ class EndpointCache(Generic[E]):
             entry.pending += 1
             return True
 
-    def release(self, entry: _Entry[E], failed: bool = False) -> None:
+    def release(
+        self,
+        entry: _Entry[E],
+        failed: bool = False,
+        timing: tuple[float, float, int, float] | None = None,
+    ) -> None:
         """End a request on ``entry`` and count its outcome (the statistics of an entry are
-        kept here); closes the entry if it left and this was its last request."""
+        kept here); closes the entry if it left and this was its last request.
+
+        ``timing``, for a timed request, is ``(started, ended, in_flight, decay)``: when it
+        began and ended on the core's clock, the requests in flight on ``entry`` when it began
+        (itself included), and the decay time of ``entry.service_time`` in seconds.
+
+        The ``choose()`` blocks of the balancers do the same inline (the hot path), with the
+        same lock: :func:`count_outcome`, :func:`fold_sample` and :meth:`release_retired`.
+        """
         with self._lock:
             entry.pending -= 1
-            if failed:
-                entry.failures += 1
-            else:
-                entry.successes += 1
-            if not (entry.retired and entry.pending <= 0 and not entry.closed):
+            count_outcome(entry, failed)
+            if timing is not None:
+                started, ended, in_flight, decay = timing
+                fold_sample(entry, failed, (started, in_flight), ended, decay)
+            retired = entry.retired
+        if retired:
+            self.release_retired(entry)
+
+    def release_retired(self, entry: _Entry[E]) -> None:
+        """Close ``entry``, which left the set, if the request just released was its last."""
+        with self._lock:
+            if entry.pending > 0 or entry.closed:
                 return
             entry.closed = True
             if entry in self._draining:
@@ -224,30 +338,46 @@ class EndpointCache(Generic[E]):
                 self._apply(event)
 
     def _apply(self, event: Event) -> None:
+        # One pass over the event, as cheap as possible per instance that stays (one dict
+        # lookup, an identity test or host and port, one store): 10,000 instances of which one
+        # changed take a few milliseconds.
         old = self._by_id
+        get = old.get
         by_id: dict[str, _Entry[E]] = {}
+        added: list[_Entry[E]] = []
+        left: list[_Entry[E]] = []
+        check = not event._unique_ids
+        previous = None
         for instance in event.instances:
             ident = instance.id
-            if ident in by_id:
-                log.warning("two instances share the id %r; keeping the first", ident)
-                continue
-            entry = old.get(ident)
+            if check:
+                if ident == previous:  # sorted by id: a duplicate follows the first
+                    log.warning("two instances share the id %r; keeping the first", ident)
+                    continue
+                previous = ident
+            entry = get(ident)
             if entry is not None:
                 known = entry.instance
+                if known is instance:
+                    by_id[ident] = entry
+                    continue
                 if (
                     known is not None
                     and known.port == instance.port
                     and known.host == instance.host
                 ):
-                    if known is not instance:
-                        entry.instance = instance
+                    entry.instance = instance  # its latest data; the endpoint stays
                     by_id[ident] = entry
                     continue
             created = self._create(instance)
             if created is not None:
                 by_id[ident] = created
-        left = [entry for ident, entry in old.items() if by_id.get(ident) is not entry]
-        self._publish(by_id)
+                added.append(created)
+                if entry is not None:
+                    left.append(entry)  # the same id at another address: another endpoint
+        if len(by_id) - len(added) + len(left) != len(old):  # ids gone (or not made again)
+            left += [old[ident] for ident in old.keys() - by_id.keys()]
+        self._publish(by_id, added, left)
         self._retire(left)
 
     def set_fixed(self, endpoints: Sequence[E]) -> None:
@@ -319,20 +449,94 @@ class EndpointCache(Generic[E]):
             return None
         return _Entry(instance, endpoint, closer)
 
-    def _publish(self, by_id: dict[str, _Entry[E]]) -> None:
+    def _publish(
+        self,
+        by_id: dict[str, _Entry[E]],
+        added: list[_Entry[E]] | None = None,
+        left: list[_Entry[E]] | None = None,
+    ) -> None:
+        """Serve the set ``by_id``; ``added`` and ``left`` are the entries that came and went
+        since the set served now (None: work them out). Hold ``_state_lock``."""
         entries = tuple(by_id.values())
+        if self._followers:
+            self._tell(entries, added, left)
         self._by_id = by_id
         self._error = None
         self._deadline = None
         self._entries = entries
-        self._endpoints = tuple(entry.endpoint for entry in entries)
+        self._endpoints = tuple(map(_endpoint_of, entries))
+        stale, self._live = self._live, [True]
+        stale.clear()
         self.notifier.notify()
+
+    # -- followers of the set ----------------------------------------------------------------
+    def follow(self, follower: SetFollower[E]) -> None:
+        """Tell ``follower`` of every change of the set, before the new set is served.
+
+        ``follower(entries, added, removed)`` is called at once with the current set (all of
+        it ``added``), then on each change with the new set and the entries that came and
+        went; on the thread that applies the change, with the cache's state lock held (so
+        calls never overlap), and before any balancer can pick from the new set: state kept
+        this way (a hash ring) is never behind the set a pick sees. ``removed`` may name
+        entries it was never told of (ignore those). It must be quick; what it raises is
+        logged. A bound method is held weakly: following ends with its object.
+        """
+        ref: Callable[[], SetFollower[E] | None]
+        if hasattr(follower, "__self__") and hasattr(follower, "__func__"):
+            ref = weakref.WeakMethod(follower)
+        else:
+
+            def ref() -> SetFollower[E]:
+                return follower
+
+        with self._state_lock:
+            if not self._followers:
+                self._told = self._entries  # the set this follower is told of now
+            self._followers.append(ref)
+            entries = self._entries
+            self._call(follower, entries, entries, ())
+
+    def _tell(
+        self,
+        entries: tuple[_Entry[E], ...],
+        added: Sequence[_Entry[E]] | None,
+        left: Sequence[_Entry[E]] | None,
+    ) -> None:
+        told = self._told
+        if added is None or left is None or told is not self._entries:
+            # Not a change of the set served now (an expiry emptied it meanwhile, or the
+            # caller did not say): the difference from the set the followers know.
+            now = set(entries)
+            before = set(told)
+            added = [entry for entry in entries if entry not in before]
+            left = [entry for entry in told if entry not in now]
+        self._told = entries
+        alive = []
+        for ref in self._followers:
+            follower = ref()
+            if follower is not None:
+                alive.append(ref)
+                self._call(follower, entries, added, left)
+        self._followers = alive
+
+    @staticmethod
+    def _call(
+        follower: SetFollower[E],
+        entries: tuple[_Entry[E], ...],
+        added: Sequence[_Entry[E]],
+        left: Sequence[_Entry[E]],
+    ) -> None:
+        try:
+            follower(entries, added, left)
+        except Exception:
+            log.exception("a follower of the endpoints failed: %r", follower)
 
     def _failed(self, error: BaseException) -> None:
         if self._invalidate_after is None:
             return
         if self._deadline is None:
             self._deadline = clock().monotonic() + self._invalidate_after
+            self._live.clear()  # entries() must check the deadline from now on
         self._pending_error = error
         self._expire_if_due()
 
@@ -348,6 +552,7 @@ class EndpointCache(Generic[E]):
             error = self._pending_error
             self._by_id = {}
             self._entries = ()
+            self._live.clear()
             self._endpoints = ()
             self._error = error
             self._deadline = None

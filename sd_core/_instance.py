@@ -7,7 +7,7 @@ import ipaddress
 import math
 import re
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -235,6 +235,19 @@ class Instance:
         if self.zone:
             parts.append(f"zone={self.zone!r}")
         return f"Instance({', '.join(parts)})"
+
+
+_order_key: Callable[[Instance], tuple[Any, ...]] = Instance.__dict__["_key"].__get__
+"""The total order of ``Instance.__lt__`` as a key for ``sorted()``, read in C: sorting by it
+compares the cached key tuples without a call to ``__lt__``, and it raises ``TypeError`` for
+anything that is not an :class:`Instance`."""
+
+_hash_of: Callable[[Instance], int] = Instance.__dict__["_hash"].__get__
+"""``hash(instance)`` read in C (the cached hash)."""
+
+_id_of: Callable[[Instance], str] = Instance.__dict__["id"].__get__
+"""``instance.id`` read in C; ``TypeError`` for anything that is not an :class:`Instance`. The
+first field of the order: sorting by it alone gives that order when the ids are unique."""
 
 
 @dataclass(frozen=True, slots=True)

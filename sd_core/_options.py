@@ -12,6 +12,8 @@ import contextlib
 import difflib
 import math
 import os
+import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,12 +27,25 @@ from ._backend import (
     format_duration,
 )
 from ._errors import ConfigError
-from ._secrets import check_secret
+from ._secrets import add_secret, check_secret, scrub
 
 __all__ = ["describe_option", "redacted", "resolve_for", "resolve_options"]
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
+_URL_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://([^/?#\s]*)@")  # to the last @
+
+
+def _hide_url_passwords(value: object) -> None:
+    """Record the password of each URL in an option's value (``http://user:password@host``,
+    as Spring's Eureka ``defaultZone`` carries it) as a secret, before anything prints it."""
+    for item in value if isinstance(value, list | tuple) else [value]:
+        if isinstance(item, str):
+            for match in _URL_USERINFO.finditer(item):
+                _, colon, password = match.group(1).partition(":")
+                if colon and password:
+                    add_secret(password)
+                    add_secret(urllib.parse.unquote(password))
 
 
 def describe_option(option: Option) -> str:
@@ -46,7 +61,8 @@ def _accepted(backend: Backend) -> str:
 
 
 def _show(option: Option, value: object) -> str:
-    return "(value hidden: the option is secret)" if option.secret else repr(value)
+    # Scrubbed: a value may hold a URL whose password _hide_url_passwords recorded.
+    return "(value hidden: the option is secret)" if option.secret else scrub(repr(value))
 
 
 _EXPECTED: dict[type, str] = {
@@ -180,6 +196,11 @@ def resolve_options(
     unknown option, or a value that does not convert, raises :class:`ConfigError`.
     """
     declared = {option.name: option for option in backend.options}
+    for given in [*keywords.values(), *query.values()]:
+        _hide_url_passwords(given)
+    for option in declared.values():
+        if option.env and environ.get(option.env):
+            _hide_url_passwords(environ[option.env])
     for source, names in (("", keywords), (" in the URL", query)):
         for name in names:
             if name not in declared:

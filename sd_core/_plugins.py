@@ -158,6 +158,12 @@ class PluginManager:
                 return info
         return None
 
+    def loaded(self, plugin: str) -> bool:
+        """Whether the plugin of that entry-point name loaded (it may have registered no
+        backend)."""
+        self.load()
+        return bool(self._pm.has_plugin(plugin))
+
     def failures(self) -> tuple[PluginFailure, ...]:
         """The plugins that failed to load."""
         self.load()

@@ -12,7 +12,14 @@ from ._contracts import Instancer, Registrar
 from ._errors import ConfigError, UnknownBackendError
 from ._instance import Registration
 from ._options import redacted, resolve_options
-from ._plugins import BackendInfo, plugin_manager
+from ._plugins import (
+    BLOCK_ENV,
+    BUILTIN_DISTRIBUTION,
+    ENTRY_POINT_GROUP,
+    BackendInfo,
+    PluginManager,
+    plugin_manager,
+)
 from ._secrets import logger
 from ._sharing import options_key, watches
 from ._url import BackendURL, parse_backend
@@ -30,27 +37,107 @@ def backends() -> Mapping[str, BackendInfo]:
 _EXTRA = re.compile(r"""^\s*(sd-[A-Za-z0-9_.-]+)\b.*;\s*extra\s*==\s*["']([^"']+)["']""")
 
 
-def _backend_extras() -> list[str]:
+def _backend_extras() -> dict[str, str]:
     """The extras of the sd-core distribution that install one backend plugin (an ``sd-*``
-    distribution): not ``all``, nor the extras of client libraries (httpx, grpc)."""
+    distribution), each with that distribution: not ``all``, nor the extras of client
+    libraries (httpx, grpc)."""
     try:
-        requirements = importlib.metadata.requires("sd-core") or []
+        requirements = importlib.metadata.requires(BUILTIN_DISTRIBUTION) or []
     except importlib.metadata.PackageNotFoundError:
-        return []
-    extras = {m.group(2) for r in requirements if (m := _EXTRA.match(r))}
-    return sorted(extras - {"all"})
+        return {}
+    extras = {m.group(2): m.group(1) for r in requirements if (m := _EXTRA.match(r))}
+    extras.pop("all", None)
+    return dict(sorted(extras.items()))
 
 
-def _lookup(name: str) -> BackendInfo:
-    manager = plugin_manager()
+def _normalized(distribution: str) -> str:
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
+def _installed(distribution: str) -> importlib.metadata.Distribution | None:
+    try:
+        return importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _providers(name: str, extras: Mapping[str, str]) -> list[importlib.metadata.Distribution]:
+    """The installed distributions that should provide backend ``name``: the one sd-core's
+    extra of that name installs, and those declaring an entry point of that name."""
+    candidates = [_installed(extras[name])] if name in extras else []
+    entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP, name=name)
+    candidates += [ep.dist for ep in entry_points]
+    found: dict[str, importlib.metadata.Distribution] = {}
+    for dist in candidates:
+        if dist is not None and dist.name:
+            found.setdefault(_normalized(dist.name), dist)
+    return list(found.values())
+
+
+def _diagnosis(
+    name: str, dist: importlib.metadata.Distribution, manager: PluginManager
+) -> str | None:
+    """Why an installed distribution that should provide backend ``name`` does not; None
+    when the plugin manager never saw it (then it is, for the manager, not installed)."""
+    label = f"{dist.name} {dist.version}"
+    key = _normalized(dist.name)
+    plugins = sorted(ep.name for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP)
+    if not plugins:
+        return (
+            f"{label} is installed but declares no entry point in group {ENTRY_POINT_GROUP!r} "
+            f"(a broken build or installation; reinstall it)"
+        )
+    failures = [f for f in manager.failures() if _normalized(f.distribution) == key]
+    if failures:
+        return f"{label} is installed but " + "; ".join(
+            f"its plugin {f.plugin!r} {_failed(f.error)}" for f in failures
+        )
     installed = manager.backends()
-    info = manager.find(name)
-    if info is not None:
-        return info
-    names = ", ".join(sorted(installed)) or "none"
+    provided = sorted(n for n, i in installed.items() if _normalized(i.distribution) == key)
+    if provided:
+        return (
+            f"{label} is installed but its plugin registers no backend {name!r} "
+            f"(it registers: {', '.join(provided)})"
+        )
+    blocked = [plugin for plugin in plugins if plugin in manager.blocked()]
+    if blocked:
+        return (
+            f"{label} is installed but its plugin {', '.join(map(repr, blocked))} is blocked "
+            f"by {BLOCK_ENV}"
+        )
+    loaded = [plugin for plugin in plugins if manager.loaded(plugin)]
+    if loaded:
+        return (
+            f"{label} is installed and its plugin {', '.join(map(repr, loaded))} loaded, "
+            f"but it registers no backend"
+        )
+    return None
+
+
+def _failed(error: str) -> str:
+    """A plugin failure's error as the end of a sentence ("... failed to load: ...")."""
+    return error if error.startswith("failed to load") else f"failed to load: {error}"
+
+
+def _unknown_backend_message(name: str, manager: PluginManager) -> str:
+    names = ", ".join(sorted(manager.backends())) or "none"
     extras = _backend_extras()
-    if name.lower() in extras:
-        hint = f'to install it: pip install "sd-core[{name.lower()}]"'
+    key = name.lower()
+    failures = manager.failures()
+    try:
+        explained = [(d, _diagnosis(key, d, manager)) for d in _providers(key, extras)]
+    except Exception:  # unreadable metadata must not hide the error being reported
+        log.debug("could not tell why backend %r is missing", name, exc_info=True)
+        explained = []
+    for dist, diagnosis in explained:
+        if diagnosis is not None:
+            message = f"backend {name!r} is not available: {diagnosis}; installed backends: {names}"
+            others = [f for f in failures if _normalized(f.distribution) != _normalized(dist.name)]
+            if others:
+                message += "; other plugins that failed to load: " + "; ".join(map(str, others))
+            return message
+    if key in extras:
+        hint = f'to install it: pip install "sd-core[{key}]"'
     else:
         hint = (
             f"no extra of sd-core provides it (extras: {', '.join(extras) or 'none'}); "
@@ -60,10 +147,17 @@ def _lookup(name: str) -> BackendInfo:
         f"backend {name!r} is not available (plugin may not be installed); "
         f"installed backends: {names}; {hint}"
     )
-    failures = manager.failures()
     if failures:
         message += "; plugins that failed to load: " + "; ".join(str(f) for f in failures)
-    raise UnknownBackendError(message)
+    return message
+
+
+def _lookup(name: str) -> BackendInfo:
+    manager = plugin_manager()
+    info = manager.find(name)
+    if info is not None:
+        return info
+    raise UnknownBackendError(_unknown_backend_message(name, manager))
 
 
 def select(

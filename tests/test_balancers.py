@@ -19,21 +19,35 @@ import pytest
 
 import sd_core._balance.base as base_module
 from sd_core import (
+    BackendUnavailableError,
     Balancer,
     Candidate,
     ConsistentHash,
+    EndpointCache,
     Endpointer,
+    Event,
     FixedEndpointer,
     FixedInstancer,
     Instance,
     LeastPending,
     NoEndpointsError,
+    PeakEwma,
+    PriorityWeighted,
     Random,
     RoundRobin,
     Weighted,
 )
+from sd_core.plugin import FakeClock, use_clock
 
-KINDS: list[type[Balancer[Instance]]] = [RoundRobin, Random, LeastPending, Weighted, ConsistentHash]
+KINDS: list[type[Balancer[Instance]]] = [
+    RoundRobin,
+    Random,
+    LeastPending,
+    Weighted,
+    ConsistentHash,
+    PeakEwma,
+    PriorityWeighted,
+]
 
 
 def instances(n: int) -> list[Instance]:
@@ -453,6 +467,35 @@ def test_endpoint_picks_again_when_its_snapshot_was_replaced_and_closed(
         assert conn.id.startswith("new")
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_fast_paths_honour_an_invalidation_that_came_due(kind: type[Balancer[Any]]) -> None:
+    """endpoint() and choose() serve a set without asking the cache while nothing changed;
+    an error with invalidate_on_error must stop that at its deadline, and a recovery restart
+    it."""
+    with use_clock(FakeClock()) as fake:
+        assert isinstance(fake, FakeClock)
+        cache: EndpointCache[Instance] = EndpointCache(invalidate_on_error=5)
+        cache.update(Event(instances(3)))
+        balancer = kind(SimpleNamespace(_cache=cache))  # type: ignore[arg-type]
+        for _ in range(3):  # the per-set state and lanes are built
+            balancer.endpoint("k")
+            with balancer.choose("k"):
+                pass
+        cache.update(Event(error=BackendUnavailableError("down")))
+        fake.advance(4.9)
+        assert balancer.endpoint("k") in instances(3)  # the last good set, until the deadline
+        fake.advance(0.2)
+        with pytest.raises(NoEndpointsError, match="down"):
+            balancer.endpoint("k")
+        with pytest.raises(NoEndpointsError, match="down"), balancer.choose("k"):
+            pass
+        cache.update(Event(instances(2)))
+        assert {balancer.endpoint("k").id for _ in range(20)} <= {"i0", "i1"}
+        with balancer.choose("k") as chosen:
+            assert chosen.id in {"i0", "i1"}
+        cache.close(wait=False)
+
+
 def test_round_robin_fast_path_never_returns_an_endpoint_closed_meanwhile() -> None:
     seq = itertools.count()
     instancer = FixedInstancer(instances(3))
@@ -460,20 +503,25 @@ def test_round_robin_fast_path_never_returns_an_endpoint_closed_meanwhile() -> N
     with Endpointer(instancer, lambda i: Conn(i, seq)) as endpointer:
         balancer: RoundRobin[Conn] = RoundRobin(endpointer)
         balancer.endpoint()  # builds the cycle: the next pick takes the lock-free path
-        walked, cycle = balancer._Balancer__lane  # type: ignore[attr-defined]
+        cycle, live = balancer._Balancer__lane  # type: ignore[attr-defined]
+        assert live == [True]
 
         class Racing:
             def __next__(self) -> Any:
-                instancer.set(replacement)  # lands between the fast path's check and its step
+                instancer.set(replacement)  # lands in the middle of the fast path's step
                 return next(cycle)
 
-        balancer._Balancer__lane = (walked, Racing())  # type: ignore[attr-defined]
+        balancer._Balancer__lane = (Racing(), live)  # type: ignore[attr-defined]
         conn = balancer.endpoint()
         assert conn.close_seq is None, f"handed out {conn.id}, closed already"
         assert conn.id.startswith("new")
+        assert live == []  # the set of that cycle is no longer served
+        with balancer.choose() as chosen:  # the new set's own lane
+            assert chosen.id.startswith("new") and chosen.close_seq is None
 
 
-@pytest.mark.parametrize("kind", [RoundRobin, Weighted, ConsistentHash])
+# ConsistentHash keeps no per-set state: its ring follows the set (tests/test_consistent_hash.py).
+@pytest.mark.parametrize("kind", [RoundRobin, Weighted])
 def test_a_stale_snapshot_does_not_rebuild_per_set_state(
     kind: type[Balancer[Conn]],
 ) -> None:
@@ -695,3 +743,141 @@ def test_subclasses_may_use_any_attribute_name_of_their_own() -> None:
     assert balancer.endpoint() == "a"
     with balancer.choose(timeout=1) as endpoint:
         assert endpoint == "a"
+
+
+# -- Weighted: exact, smooth, and without a lock ------------------------------------------------
+
+
+def _weighted(weights: Sequence[int]) -> list[Instance]:
+    return [Instance("10.0.0.1", 1000 + n, id=f"w{n}", weight=w) for n, w in enumerate(weights)]
+
+
+WEIGHTS = [[5, 1, 1], [3, 3, 3], [100, 10, 1], [4, 6, 10], [0, 2, 3], [7, 0, 0, 1, 13, 2, 2]]
+
+
+@pytest.mark.parametrize("weights", WEIGHTS, ids=str)
+def test_weighted_is_exact_over_every_run_of_sum_weights_picks(weights: list[int]) -> None:
+    total = sum(weights)
+    expected = Counter({f"w{n}": w for n, w in enumerate(weights) if w})
+    with Endpointer(FixedInstancer(_weighted(weights))) as endpointer:
+        balancer = Weighted(endpointer)
+        picks = [balancer.endpoint().id for _ in range(3 * total)]
+    for start in range(2 * total + 1):  # every window, not only those starting a round
+        assert Counter(picks[start : start + total]) == expected, start
+
+
+@pytest.mark.parametrize("weights", WEIGHTS, ids=str)
+def test_weighted_keeps_every_endpoint_within_a_few_picks_of_its_share(
+    weights: list[int],
+) -> None:
+    total = sum(weights)
+    with Endpointer(FixedInstancer(_weighted(weights))) as endpointer:
+        balancer = Weighted(endpointer)
+        counts = Counter[str]()
+        worst = 0.0
+        for n in range(1, 2 * total + 1):
+            counts[balancer.endpoint().id] += 1
+            for k, w in enumerate(weights):
+                worst = max(worst, abs(counts[f"w{k}"] - n * w / total))
+    assert worst < 3.5  # stride scheduling keeps < 1; a burst would be about max(weights)
+
+
+def test_weighted_is_exact_under_eight_threads() -> None:
+    weights = [5, 3, 1, 1, 2]
+    rounds, threads = 200, 8
+    barrier = threading.Barrier(threads)
+    counts: list[Counter[str]] = []
+    with Endpointer(FixedInstancer(_weighted(weights))) as endpointer:
+        balancer = Weighted(endpointer)
+        balancer.endpoint()  # builds the schedule; one pick of the first round is taken
+
+        def picker() -> None:
+            mine = Counter[str]()
+            barrier.wait(10)
+            for _ in range(rounds * sum(weights)):
+                mine[balancer.endpoint().id] += 1
+            counts.append(mine)
+
+        workers = [threading.Thread(target=picker) for _ in range(threads)]
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-5)  # threads interleave within rounds
+        try:
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join(30)
+        finally:
+            sys.setswitchinterval(interval)
+        assert not any(worker.is_alive() for worker in workers)
+        tail = Counter(balancer.endpoint().id for _ in range(sum(weights) - 1))  # round ends
+    total = sum(counts, Counter[str]()) + tail + Counter({"w0": 1})
+    assert len(counts) == threads
+    assert total == Counter({f"w{n}": (threads * rounds + 1) * w for n, w in enumerate(weights)})
+    assert all(len(mine) == len(weights) for mine in counts)  # each thread got a mix
+
+
+def test_a_weighted_pick_takes_no_lock() -> None:
+    with Endpointer(FixedInstancer(_weighted([2, 1]))) as endpointer:
+        balancer = Weighted(endpointer)
+        balancer.endpoint()  # the schedule of this set exists
+        held, done = threading.Event(), threading.Event()
+
+        def hold_the_base_lock() -> None:
+            with balancer._Balancer__lock:  # type: ignore[attr-defined]
+                held.set()
+                done.wait(10)
+
+        holder = threading.Thread(target=hold_the_base_lock)
+        holder.start()
+        try:
+            assert held.wait(10)
+            picks = Counter(balancer.endpoint().id for _ in range(300))
+            with balancer.choose() as endpoint:
+                assert endpoint.id in {"w0", "w1"}
+        finally:
+            done.set()
+            holder.join(10)
+        assert picks == Counter({"w0": 200, "w1": 100})
+
+
+def test_weighted_endpoints_without_an_instance_weigh_one() -> None:
+    balancer = Weighted(FixedEndpointer(["a", "b", "c"]))
+    picks = [balancer.endpoint() for _ in range(30)]
+    assert all(Counter(picks[n : n + 3]) == Counter("abc") for n in range(28))
+
+
+def test_a_block_that_finds_the_lock_taken_waits_for_it_without_blocking_in_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A thread switched out right after it took the cache's lock must not make the others
+    block in it (they would queue behind whoever gets it next, waiting for the GIL with it):
+    they try again, giving the GIL away, until it is free."""
+    endpointer = FixedEndpointer(["a", "b"])
+    balancer: RoundRobin[str] = RoundRobin(endpointer)
+    balancer.endpoint()
+    cache = endpointer._cache
+    trying = threading.Event()
+    real_sleep = base_module._sleep
+
+    def sleep(seconds: float) -> None:
+        trying.set()
+        real_sleep(seconds)
+
+    monkeypatch.setattr(base_module, "_sleep", sleep)
+    got: list[str] = []
+
+    def work() -> None:
+        for _ in range(3):
+            with balancer.choose() as endpoint:
+                got.append(endpoint)
+
+    with cache._lock:
+        worker = threading.Thread(target=work)
+        worker.start()
+        assert trying.wait(10), "the block did not try again"
+        assert got == []
+    worker.join(10)
+    assert not worker.is_alive()
+    assert sorted(got) == ["a", "a", "b"] or sorted(got) == ["a", "b", "b"]
+    assert all(entry.pending == 0 for entry in cache.entries())
+    assert sum(entry.successes for entry in cache.entries()) == 3

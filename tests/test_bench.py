@@ -18,6 +18,12 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ("bench_local_propagation.py", ["--trials", "5"], "register   -> seen"),
         ("bench_consul.py", ["--trials", "5", "--idle", "1"], "idle instancer CPU"),
         ("bench_kit.py", ["--quick"], "consul clients open afterwards: 0"),
+        ("bench_etcd.py", ["--quick"], "etcd clients open afterwards: 0"),
+        ("bench_zookeeper.py", ["--quick"], "zookeeper sessions open afterwards: 0"),
+        ("bench_local_scale.py", ["--quick"], "idle, 50 watchers over 100 instances"),
+        ("bench_dnssrv.py", ["--quick"], "propagation after a dynamic update (TTL 1 s"),
+        ("bench_httpx.py", ["--quick"], "requests per second with 3 instances"),
+        ("bench_eureka.py", ["--quick"], "propagation with refresh = 1 s"),
     ],
 )
 def test_benchmark_runs(script: str, args: list[str], expected: str) -> None:

@@ -131,6 +131,8 @@ def test_plugins_text() -> None:
     assert "local" in result.stdout
     assert "sd-core" in result.stdout
     assert "path (str)" in result.stdout
+    # Option texts are printed as they are: no console markup, no ":emoji:" codes.
+    assert "scheme:id:perms" in result.stdout
 
 
 def test_plugins_json() -> None:

@@ -28,19 +28,3 @@ def test_every_public_name_is_documented() -> None:
 def test_every_name_of_the_plugin_kit_is_documented_in_the_plugin_guide() -> None:
     missing = _undocumented(sd_core.plugin.__all__, (DOCS / "plugins.md").read_text())
     assert missing == [], f"not documented in docs/plugins.md: {missing}"
-
-
-def test_the_documentation_site_builds_without_warnings(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path)],
-        cwd=DOCS.parent,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert (tmp_path / "core" / "index.html").exists()

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections.abc import Callable, Collection, Container, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
-from sd_core._cache import Candidate, EndpointCache, _Entry
-from sd_core._clock import clock
+from sd_core._cache import Candidate, EndpointCache, _Entry, kept_share
+from sd_core._clock import Clock, _Current, clock
 from sd_core._endpointer import Endpointer
 from sd_core._timeouts import check_timeout
 
@@ -24,6 +25,8 @@ _MAX_REPICKS = 64
 # Per-set memos start out as a set that the cache never publishes.
 _NO_SET: Sequence[Any] = (object(),)
 _NO_TURNS: tuple[Sequence[Any], Iterator[Any]] = (_NO_SET, iter(()))
+# endpoint()'s lane when there is none: a step that yields nothing, and a cell always empty.
+_NO_LANE: tuple[Iterator[Any], list[bool]] = (itertools.repeat(None), [])
 
 
 def _wait_for(timeout: object) -> float | None:
@@ -60,18 +63,38 @@ class Balancer(Generic[E]):
     ``needs_key`` is True for balancers that cannot pick without a key (:class:`ConsistentHash`).
     """
 
-    needs_key: ClassVar[bool] = False
+    needs_key: bool = False
     """True when every pick needs a key (``endpoint(key)``, ``choose(key=...)``)."""
+
+    latency_decay: float | None = None
+    """Seconds, or None (the default): with a number, every ``choose()`` / ``achoose()`` block
+    of this balancer is timed on the core's clock and folded into its candidate's peak-EWMA
+    ``service_time`` with this decay time. Timing costs two readings of the clock per block: only
+    the balancers that read ``service_time`` ask for it."""
+
+    # Whether the class overrides observe(): read as each choose() block ends.
+    _sd_observes: ClassVar[bool] = False
+    # The choose() block of the class when it neither learns nor waits: one that steps the
+    # turns of the set without a call when pick() is the default.
+    _sd_choice: ClassVar[type[Choice[Any]]]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._sd_observes = cls.observe is not Balancer.observe
+        cls._sd_choice = _TurnChoice if cls.pick is Balancer.pick else Choice
 
     def __init__(self, endpointer: Endpointer[E]) -> None:
         # Name-mangled: a subclass is free to use any name of its own (``_cache``, ``_lock``).
+        self.__endpointer = endpointer  # for the balancers built on this one (Ejecting)
         self.__cache: EndpointCache[E] = endpointer._cache
         self.__lock = threading.RLock()  # builds per-set state (a build may call state_for)
         self.__state: tuple[Sequence[Candidate[E]], Any] = (_NO_SET, None)
-        # (set, cycle over its turns): for the pick() of a balancer implementing turns(), and
-        # as __lane, for endpoint() to step without a call when pick() is that one.
+        # (set, cycle over its turns): for the pick() of a balancer implementing turns().
         self.__turns: tuple[Sequence[Candidate[E]], Iterator[_Entry[E]]] = _NO_TURNS
-        self.__lane: tuple[Sequence[Candidate[E]], Iterator[_Entry[E]]] = _NO_TURNS
+        # When pick() is the default (the balancer has turns): (the cycle of the turns, the
+        # cache's live cell of their set), for endpoint() and choose() to step it without a
+        # call while that set is served.
+        self.__lane: tuple[Iterator[_Entry[E]], list[bool]] = _NO_LANE
 
     # -- the contract ------------------------------------------------------------------------
     def pick(self, candidates: Sequence[Candidate[E]], key: object) -> Candidate[E]:
@@ -157,21 +180,36 @@ class Balancer(Generic[E]):
                 state = self.__state = (candidates, build(candidates))
             return state
 
+    def observe(self, candidate: Candidate[E], failed: bool) -> None:
+        """Called after each ``choose()`` / ``achoose()`` block of this balancer ended, with
+        its candidate (whose statistics already count it) and whether the block raised.
+
+        For a balancer that learns from outcomes (:class:`Ejecting`). It runs in the caller's
+        thread as the block exits, concurrently with picks and other calls, without a lock: it
+        must be thread-safe and quick, and what it raises propagates from the ``with`` block.
+        The base calls it only when a subclass overrides it.
+        """
+
     # -- picking -------------------------------------------------------------------------------
     def endpoint(self, key: object = None) -> E:
         """One endpoint, or :class:`NoEndpointsError` at once; never one already closed."""
+        # A balancer that goes round turns() steps its cycle here without a call. The cell is
+        # checked after the step: while it is not empty the set of the cycle is the one
+        # served, none of its entries has been retired, so none is closed.
+        step, live = self.__lane
+        entry = next(step)
+        if live:
+            return entry.endpoint
+        return self.__endpoint(key)
+
+    def __endpoint(self, key: object) -> E:
         cache = self.__cache
-        entries = cache._entries
-        # The fast path reads the set as entries() does when no invalidation is due. The cache
-        # marks an entry closed before it calls its closer: an entry still open here has not
-        # been closed yet. One closed meanwhile came from a replaced set: pick again.
+        # Read as entries() reads the set when no invalidation is due. The cache marks an
+        # entry closed before it calls its closer: an entry still open here has not been
+        # closed yet. One closed meanwhile came from a replaced set: pick again.
         if cache._deadline is None:
-            lane = self.__lane
-            if entries is lane[0]:
-                entry = next(lane[1])
-                if not entry.closed:
-                    return entry.endpoint
-            elif entries:
+            entries = cache._entries
+            if entries:
                 picked: Any = self.pick(entries, key)
                 try:
                     if not picked.closed:
@@ -191,13 +229,32 @@ class Balancer(Generic[E]):
         Endpoints in ``avoid`` (compared by identity) are not picked while another is available:
         a retry passes those that already failed.
         """
-        return Choice(self, self.__cache, key, _wait_for(timeout), avoid)
+        if self.latency_decay is None and not self._sd_observes:
+            if timeout is None and not avoid:
+                choice: Choice[E] = _new(self._sd_choice)
+                choice._balancer = self
+                choice._cache = self.__cache
+                choice._key = key
+                return choice
+            kind: type[_WaitingChoice[E]] = _WaitingChoice
+        else:
+            kind = _LearningChoice
+        wait = 0.0 if timeout is None else _wait_for(timeout)
+        return kind(self, self.__cache, key, wait, _Avoided(avoid) if avoid else None)
 
     def achoose(
         self, key: object = None, timeout: float | None = None, *, avoid: Collection[E] = ()
     ) -> AsyncChoice[E]:
         """Async twin of :meth:`choose`: waits without blocking the event loop."""
-        return AsyncChoice(self, self.__cache, key, _wait_for(timeout), avoid)
+        kind = (
+            AsyncChoice
+            if self.latency_decay is None and not self._sd_observes
+            else _AsyncLearningChoice
+        )
+        if timeout is None and not avoid:
+            return kind(self, self.__cache, key)
+        wait = 0.0 if timeout is None else _wait_for(timeout)
+        return kind(self, self.__cache, key, wait, _Avoided(avoid) if avoid else None)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} over {len(self.__cache._entries)} endpoints>"
@@ -213,8 +270,12 @@ class Balancer(Generic[E]):
         self, candidates: Sequence[Candidate[E]]
     ) -> tuple[Sequence[Candidate[E]], Iterator[_Entry[E]]]:
         with self.__lock:
+            cache = self.__cache
+            live = cache._live  # read before the set: a cell of that set or an older one
+            current = cache._entries
             turns = self.__turns
-            candidates = self.__newest(candidates)
+            if current and current is not candidates:
+                candidates = current  # never build the turns of a set already replaced
             if turns[0] is not candidates:
                 name = type(self).__name__
                 round_: list[_Entry[E]] = []
@@ -227,12 +288,20 @@ class Balancer(Generic[E]):
                 # next() on an itertools.cycle is atomic under the GIL and returns existing
                 # objects: a pick takes no lock and allocates nothing.
                 turns = self.__turns = (candidates, itertools.cycle(round_))
-                if type(self).pick is Balancer.pick:  # nobody else to ask: endpoint() may step
-                    self.__lane = turns
+            if type(self).pick is Balancer.pick and turns[0] is current:
+                # Nobody else to ask: endpoint() and choose() may step the turns while their set
+                # is served.
+                self.__lane = (turns[1], live)
             return turns
 
 
 # -- the shared machinery: it calls only the public contract of the balancer -------------------
+
+
+def _endpointer_of(balancer: Balancer[E]) -> Endpointer[E]:
+    """The endpointer ``balancer`` picks from, for a balancer built on it (:class:`Ejecting`)."""
+    endpointer: Endpointer[E] = balancer._Balancer__endpointer  # type: ignore[attr-defined]
+    return endpointer
 
 
 class _Avoided(Container[Candidate[Any]]):
@@ -346,30 +415,141 @@ async def _acquire_async(
             raise cache.no_endpoints()
 
 
+def _now() -> float:
+    """``clock().monotonic()``, without a call into the real clock's Python method."""
+    current = _Current.clock
+    return _monotonic() if type(current) is Clock else current.monotonic()
+
+
+def _take(lock: threading.Lock) -> None:
+    """Take ``lock``, found taken, without blocking in it while holding nothing else: each try
+    gives the GIL away (``sleep(0)``) so that the thread holding it, if it was switched out
+    right after taking it, runs on and lets it go. Blocking in ``acquire()`` instead, a thread
+    would take the lock when it is freed and then wait for the GIL with it, for up to a switch
+    interval, and every other thread would queue behind it: a convoy that costs 5x the
+    throughput of 8 threads."""
+    while not lock.acquire(False):
+        _sleep(0)
+
+
+def _slow_acquire(choice: Choice[E]) -> _Entry[E]:
+    return _acquire(choice._balancer, choice._cache, choice._key, choice._wait, choice._avoided)
+
+
+def _fast_acquire(choice: Choice[E] | AsyncChoice[E]) -> _Entry[E] | None:
+    """The usual way into a block (what ``Choice.__enter__`` does inline): nothing avoided, a
+    set served, a candidate not closed. None: take the general path."""
+    cache = choice._cache
+    if choice._avoided is None and cache._deadline is None:
+        entries = cache._entries
+        if entries:
+            entry: _Entry[E] = choice._balancer.pick(entries, choice._key)  # type: ignore[assignment]
+            if type(entry) is _Entry:
+                lock = cache._lock
+                if not lock.acquire(False):
+                    _take(lock)
+                if entry.closed:
+                    lock.release()
+                    return None
+                entry.pending += 1
+                lock.release()
+                return entry
+    return None
+
+
+def _end(cache: EndpointCache[E], entry: _Entry[E], failed: bool) -> None:
+    """End a block that is not timed (what ``Choice.__exit__`` does inline): what
+    ``cache.release(entry, failed)`` does."""
+    lock = cache._lock
+    if not lock.acquire(False):
+        _take(lock)
+    entry.pending -= 1
+    if failed:
+        entry.failures += 1
+        entry.consecutive_failures += 1
+    else:
+        entry.successes += 1
+        entry.consecutive_failures = 0
+    retired = entry.retired
+    lock.release()
+    if retired:
+        cache.release_retired(entry)
+
+
+def _end_learning(
+    balancer: Balancer[E],
+    cache: EndpointCache[E],
+    entry: _Entry[E],
+    failed: bool,
+    timing: tuple[float, int] | None,
+) -> None:
+    """End the block of a balancer that learns: count its outcome and its time (``timing``:
+    when it began and the requests in flight on it then, itself included; None when it is
+    not timed), then tell the balancer."""
+    if timing is None:
+        _end(cache, entry, failed)
+    else:  # as _LearningChoice.__exit__ does: nothing that may switch threads under the lock
+        ended = _now()
+        started, in_flight = timing
+        sample = (ended - started) / (in_flight if in_flight > 1 else 1)
+        kept = kept_share(ended - entry.measured_at, balancer.latency_decay or 10.0)
+        lock = cache._lock
+        if not lock.acquire(False):
+            _take(lock)
+        entry.pending -= 1
+        if failed:
+            entry.failures += 1
+            entry.consecutive_failures += 1
+        else:
+            entry.successes += 1
+            entry.consecutive_failures = 0
+        estimate = entry.service_time
+        if sample >= estimate:
+            entry.service_time = sample  # a peak replaces the estimate at once
+        elif not failed:  # a failure never makes an endpoint look faster
+            entry.service_time = estimate * kept + sample * (1.0 - kept)
+        entry.measured_at = ended if ended > entry.measured_at else entry.measured_at
+        retired = entry.retired
+        lock.release()
+        if retired:
+            cache.release_retired(entry)
+    if balancer._sd_observes:
+        balancer.observe(entry, failed)
+
+
 class Choice(Generic[E]):
     """The context manager :meth:`Balancer.choose` returns."""
 
-    __slots__ = ("_avoided", "_balancer", "_cache", "_entry", "_key", "_wait")
+    # Made without __init__ by choose() (object.__new__ and three stores: this is the hot
+    # path); _entry is set by __enter__.
+    __slots__ = ("_balancer", "_cache", "_entry", "_key")
+    # A plain block neither avoids nor waits; the class of a block that does holds its own.
+    _avoided: _Avoided | None = None
+    _wait: float | None = 0.0  # 0.0: fail fast, None: wait without limit
 
-    def __init__(
-        self,
-        balancer: Balancer[E],
-        cache: EndpointCache[E],
-        key: object,
-        wait: float | None,
-        avoid: Collection[E],
-    ) -> None:
-        self._balancer = balancer
-        self._cache = cache
-        self._key = key
-        self._wait = wait  # 0.0: fail fast, None: wait without limit
-        self._avoided = _Avoided(avoid) if avoid else None
-        self._entry: _Entry[E] | None = None
+    _balancer: Balancer[E]
+    _cache: EndpointCache[E]
+    _entry: _Entry[E] | None
+    _key: object
 
     def __enter__(self) -> E:
-        entry = self._entry = _acquire(
-            self._balancer, self._cache, self._key, self._wait, self._avoided
-        )
+        # _fast_acquire() inline (a plain block avoids nothing), else the general path.
+        cache = self._cache
+        if cache._deadline is None:
+            entries = cache._entries
+            if entries:
+                entry: _Entry[E] = self._balancer.pick(entries, self._key)  # type: ignore[assignment]
+                if type(entry) is _Entry:
+                    lock = cache._lock
+                    if not lock.acquire(False):
+                        _take(lock)
+                    if not entry.closed:
+                        entry.pending += 1
+                        lock.release()
+                        self._entry = entry
+                        return entry.endpoint
+                    lock.release()
+        entry = self._entry = _slow_acquire(self)
         return entry.endpoint
 
     def __exit__(
@@ -378,9 +558,163 @@ class Choice(Generic[E]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        entry, self._entry = self._entry, None
-        if entry is not None:
-            self._cache.release(entry, exc_type is not None)
+        # _end() inline.
+        try:
+            entry = self._entry
+        except AttributeError:
+            return  # never entered
+        if entry is None:
+            return  # ended already
+        self._entry = None
+        cache = self._cache
+        # A with statement: no switch of threads between taking the lock and entering the
+        # block (after lock.acquire() returns there is one, and a thread preempted holding
+        # the lock stalls all the others).
+        lock = cache._lock
+        if not lock.acquire(False):
+            _take(lock)
+        entry.pending -= 1
+        if exc_type is None:
+            entry.successes += 1
+            entry.consecutive_failures = 0
+        else:
+            entry.failures += 1
+            entry.consecutive_failures += 1
+        retired = entry.retired
+        lock.release()
+        if retired:
+            cache.release_retired(entry)
+
+
+class _TurnChoice(Choice[E]):
+    """The :class:`Choice` of a balancer that goes round :meth:`Balancer.turns`, neither
+    waiting nor avoiding: steps the turns of the set served without calling ``pick()``."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> E:
+        lane = self._balancer._Balancer__lane  # type: ignore[attr-defined]
+        entry = next(lane[0])
+        if lane[1]:  # the set of the turns is served: the step was a pick of it
+            lock = self._cache._lock
+            if not lock.acquire(False):
+                _take(lock)
+            if not entry.closed:  # retired and closed since the check
+                entry.pending += 1
+                lock.release()
+                self._entry = entry
+                return entry.endpoint  # type: ignore[no-any-return]
+            lock.release()
+        return Choice.__enter__(self)
+
+
+class _WaitingChoice(Choice[E]):
+    """A :class:`Choice` that may wait for an endpoint or avoid some."""
+
+    __slots__ = ("_avoided", "_wait")
+
+    def __init__(
+        self,
+        balancer: Balancer[E],
+        cache: EndpointCache[E],
+        key: object,
+        wait: float | None,
+        avoided: _Avoided | None,
+    ) -> None:
+        self._balancer = balancer
+        self._cache = cache
+        self._key = key
+        self._wait = wait
+        self._avoided = avoided
+
+    def __enter__(self) -> E:
+        entry = _fast_acquire(self)
+        if entry is None:
+            entry = _slow_acquire(self)
+        self._entry = entry
+        return entry.endpoint
+
+
+class _LearningChoice(_WaitingChoice[E]):
+    """The :class:`Choice` of a balancer that learns: timed when it asks, then observed."""
+
+    __slots__ = ("_timing",)
+
+    def __enter__(self) -> E:
+        # _fast_acquire() inline, else the general path.
+        cache = self._cache
+        balancer = self._balancer
+        entry: _Entry[E] | None = None
+        if self._avoided is None and cache._deadline is None:
+            entries = cache._entries
+            if entries:
+                picked: _Entry[E] = balancer.pick(entries, self._key)  # type: ignore[assignment]
+                if type(picked) is _Entry:
+                    lock = cache._lock
+                    if not lock.acquire(False):
+                        _take(lock)
+                    if not picked.closed:
+                        picked.pending += 1
+                        entry = picked
+                    lock.release()
+        if entry is None:
+            entry = _slow_acquire(self)
+        self._entry = entry
+        if balancer.latency_decay is None:
+            self._timing = None
+        else:  # when it began (_now() inline) and the requests in flight on it then
+            current = _Current.clock
+            began = _monotonic() if type(current) is Clock else current.monotonic()
+            self._timing = (began, entry.pending)
+        return entry.endpoint
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            entry = self._entry
+        except AttributeError:
+            return  # never entered
+        if entry is None:
+            return  # ended already
+        self._entry = None
+        balancer = self._balancer
+        timing = self._timing
+        if timing is None:
+            _end(self._cache, entry, exc_type is not None)
+        else:  # _end_learning() inline; nothing that may switch threads under the lock
+            current = _Current.clock
+            ended = _monotonic() if type(current) is Clock else current.monotonic()
+            failed = exc_type is not None
+            started, in_flight = timing
+            sample = (ended - started) / (in_flight if in_flight > 1 else 1)
+            kept = kept_share(ended - entry.measured_at, balancer.latency_decay or 10.0)
+            cache = self._cache
+            lock = cache._lock
+            if not lock.acquire(False):
+                _take(lock)
+            entry.pending -= 1
+            if failed:
+                entry.failures += 1
+                entry.consecutive_failures += 1
+            else:
+                entry.successes += 1
+                entry.consecutive_failures = 0
+            estimate = entry.service_time
+            if sample >= estimate:
+                entry.service_time = sample  # a peak replaces the estimate at once
+            elif not failed:  # a failure never makes an endpoint look faster
+                entry.service_time = estimate * kept + sample * (1.0 - kept)
+            entry.measured_at = ended if ended > entry.measured_at else entry.measured_at
+            retired = entry.retired
+            lock.release()
+            if retired:
+                cache.release_retired(entry)
+        if balancer._sd_observes:
+            balancer.observe(entry, exc_type is not None)
 
 
 class AsyncChoice(Generic[E]):
@@ -393,20 +727,23 @@ class AsyncChoice(Generic[E]):
         balancer: Balancer[E],
         cache: EndpointCache[E],
         key: object,
-        wait: float | None,
-        avoid: Collection[E],
+        wait: float | None = 0.0,
+        avoided: _Avoided | None = None,
     ) -> None:
         self._balancer = balancer
         self._cache = cache
         self._key = key
         self._wait = wait  # 0.0: fail fast, None: wait without limit
-        self._avoided = _Avoided(avoid) if avoid else None
+        self._avoided = avoided
         self._entry: _Entry[E] | None = None
 
     async def __aenter__(self) -> E:
-        entry = self._entry = await _acquire_async(
-            self._balancer, self._cache, self._key, self._wait, self._avoided
-        )
+        entry = _fast_acquire(self)
+        if entry is None:
+            entry = await _acquire_async(
+                self._balancer, self._cache, self._key, self._wait, self._avoided
+            )
+        self._entry = entry
         return entry.endpoint
 
     async def __aexit__(
@@ -415,6 +752,40 @@ class AsyncChoice(Generic[E]):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        entry, self._entry = self._entry, None
+        entry = self._entry
         if entry is not None:
-            self._cache.release(entry, exc_type is not None)
+            self._entry = None
+            _end(self._cache, entry, exc_type is not None)
+
+
+class _AsyncLearningChoice(AsyncChoice[E]):
+    """The :class:`AsyncChoice` of a balancer that learns: timed when it asks, then observed."""
+
+    __slots__ = ("_timing",)
+
+    async def __aenter__(self) -> E:
+        entry = _fast_acquire(self)
+        if entry is None:
+            entry = await _acquire_async(
+                self._balancer, self._cache, self._key, self._wait, self._avoided
+            )
+        self._entry = entry
+        self._timing = None if self._balancer.latency_decay is None else (_now(), entry.pending)
+        return entry.endpoint
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        entry = self._entry
+        if entry is not None:
+            self._entry = None
+            _end_learning(self._balancer, self._cache, entry, exc_type is not None, self._timing)
+
+
+_new = object.__new__
+_monotonic = time.monotonic
+_sleep = time.sleep
+Balancer._sd_choice = _TurnChoice  # Balancer's own pick() goes round turns()

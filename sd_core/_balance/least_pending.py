@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from math import floor
 from typing import TypeVar
 
 from sd_core._cache import Candidate
@@ -32,9 +33,9 @@ class LeastPending(Balancer[E]):
         count = len(candidates)
         if count == 1:
             return candidates[0]
-        rand = self._random
-        first = int(rand() * count)
-        second = int(rand() * (count - 1))
+        # One draw for both: k uniform in [0, count * (count - 1)), then the first of
+        # count and the second of the count - 1 others.
+        first, second = divmod(floor(self._random() * (count * (count - 1))), count - 1)
         if second >= first:
             second += 1
         a, b = candidates[first], candidates[second]

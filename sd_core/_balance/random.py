@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from math import floor
 from typing import TypeVar
 
 from sd_core._cache import Candidate
@@ -25,4 +26,4 @@ class Random(Balancer[E]):
 
     def pick(self, candidates: Sequence[Candidate[E]], key: object) -> Candidate[E]:
         """A candidate drawn uniformly at random."""
-        return candidates[int(self._random() * len(candidates))]
+        return candidates[floor(self._random() * len(candidates))]

@@ -102,7 +102,7 @@ def plugins(*, as_json: bool) -> None:
         }
         click.echo(json.dumps(document, indent=2))
         return
-    console = Console(highlight=False)
+    console = Console(highlight=False, emoji=False)
     if not installed:
         console.print("No backends are installed.")
     else:

@@ -69,7 +69,7 @@ def resolve(
     if as_json:
         click.echo(json.dumps({"instances": [instance_json(i) for i in event.instances]}))
     elif event.instances:
-        Console(highlight=False).print(instances_table(event.instances))
+        Console(highlight=False, emoji=False).print(instances_table(event.instances))
     if not event.instances:
         click.echo(f"sd: no instances of {label}", err=True)
         sys.exit(1)

@@ -52,7 +52,7 @@ def _json_lines(sub: Subscription) -> None:
 
 
 def _table(sub: Subscription, label: str) -> None:
-    console = Console(highlight=False)
+    console = Console(highlight=False, emoji=False)
     view = _View(label)
     if not console.is_terminal:
         for event in sub:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import http.client
 import signal
 import socket
 import subprocess
@@ -14,35 +13,16 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 import sd_core
+import sd_core.httpx
 
 SERVICE = "hello"
 NAMES = ("ada", "grace", "linus")
-
-
-class HelloClient:
-    """The endpoint the factory makes for one instance: one GET per call."""
-
-    def __init__(self, instance: sd_core.Instance) -> None:
-        self.instance = instance
-
-    def __call__(self) -> str:
-        conn = http.client.HTTPConnection(self.instance.host, self.instance.port, timeout=2)
-        try:
-            conn.request("GET", "/")
-            response = conn.getresponse()
-            if response.status != 200:
-                raise ConnectionError(f"{self.instance.address} answered {response.status}")
-            return response.read().decode().strip()
-        finally:
-            conn.close()
-
-    def close(self) -> None:
-        """Nothing pooled to release; the cache calls this when the instance leaves."""
 
 
 def free_port() -> int:
@@ -107,6 +87,7 @@ def main() -> int:
         stopped: set[str] = set()
         lock = threading.Lock()
         done = threading.Event()
+        client: httpx.Client | None = None
         try:
             with instancer.subscribe() as sub:
                 deadline = time.monotonic() + 30
@@ -116,26 +97,35 @@ def main() -> int:
                         break
             console.print(f"all {len(NAMES)} registered; a client balances requests over them")
 
-            endpointer = sd_core.Endpointer(instancer, HelloClient)
-            balancer = sd_core.LeastPending(endpointer)
-
             def on_failure(attempt: int, error: Exception) -> bool:
                 with lock:
                     stats["retried"] += 1
                 return True
 
-            call = sd_core.retry(3, 5.0, balancer, callback=on_failure)
+            # http://hello/ goes to an instance of "hello": one connection pool per instance,
+            # LeastPending over them, a failed attempt tried again on another instance.
+            transport = sd_core.httpx.Transport(
+                {SERVICE: instancer},
+                balancer=sd_core.LeastPending,
+                max_attempts=3,
+                deadline=5.0,
+                retry_statuses={502, 503},
+                callback=on_failure,
+            )
+            client = httpx.Client(transport=transport, timeout=2.0)
 
             def worker() -> None:
                 while not done.is_set():
                     try:
-                        answer = call()
-                    except sd_core.RetryError:
+                        response = client.get(f"http://{SERVICE}/")
+                    except (sd_core.RetryError, sd_core.NoEndpointsError):
+                        response = None
+                    if response is None or response.status_code != 200:
                         with lock:
                             stats["failed"] += 1
                         continue
-                    port = answer  # "hello from NAME"
-                    address = next(a for a, n in names.items() if port.endswith(n))
+                    answer = response.text.strip()  # "hello from NAME"
+                    address = next(a for a, n in names.items() if answer.endswith(n))
                     with lock:
                         stats["ok"] += 1
                         counts[address] += 1
@@ -160,9 +150,10 @@ def main() -> int:
                     thread.join()
                 if not args.plain:
                     live.update(view(counts, names, stopped, stats, args.duration), refresh=True)
-            endpointer.close()
         finally:
             done.set()
+            if client is not None:
+                client.close()  # closes every instance's pool
             instancer.stop()
             for proc in procs:
                 if proc.poll() is None:

@@ -19,7 +19,8 @@ def serve(port: int, name: str) -> None:
     body = f"hello from {name}\n".encode()
 
     class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+        protocol_version = "HTTP/1.1"  # keep-alive: clients pool their connections
+        disable_nagle_algorithm = True  # headers and body are two writes: no delayed-ACK stall
 
         def do_GET(self) -> None:
             time.sleep(random.uniform(0.002, 0.008))  # some work, so in-flight counts vary

@@ -38,7 +38,7 @@ from ._process import ManagedProcess, stop_all
 from .consul import ConsulServer
 from .dns import BindServer, DnsmasqServer
 from .etcd import EtcdCluster, EtcdServer
-from .eureka import EurekaServer
+from .eureka import EurekaServer, EurekaTLSServer
 from .zookeeper import ZooKeeperEnsemble, ZooKeeperServer
 
 __all__ = ["INSTALL_COMMAND"]
@@ -271,7 +271,8 @@ def _sd_bind_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BindSe
 def bind_server(
     request: pytest.FixtureRequest, _sd_bind_server: BindServer
 ) -> Iterator[BindServer]:
-    """BIND 9 with zone ``sd.test.`` open to RFC 2136 updates signed with its TSIG key."""
+    """BIND 9 with zone ``sd.test.`` open to RFC 2136 updates signed with its TSIG key, and
+    DNS over TLS listeners (``tls_port``, ``mtls_port``) when openssl is installed."""
     with _used_by(request, _sd_bind_server):
         yield _sd_bind_server
 
@@ -299,6 +300,48 @@ def _sd_eureka_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Eure
 def eureka_server(
     request: pytest.FixtureRequest, _sd_eureka_server: EurekaServer
 ) -> Iterator[EurekaServer]:
-    """A Spring Cloud Netflix Eureka server tuned for tests."""
+    """A Spring Cloud Netflix Eureka server tuned for tests, with HTTP basic auth
+    (``username``, ``password``, ``credentials_url``)."""
     with _used_by(request, _sd_eureka_server):
         yield _sd_eureka_server
+
+
+@pytest.fixture(scope="session")
+def _sd_eureka_second_server(
+    tmp_path_factory: pytest.TempPathFactory, _sd_eureka_server: EurekaServer
+) -> Iterator[EurekaServer]:
+    password = _sd_eureka_server.password
+    server = _create(
+        lambda: EurekaServer(
+            tmp_path_factory.mktemp("eureka-2"), name="eureka-2", password=password
+        )
+    )
+    with _running(server):
+        yield server
+
+
+@pytest.fixture
+def eureka_second_server(
+    request: pytest.FixtureRequest, _sd_eureka_second_server: EurekaServer
+) -> Iterator[EurekaServer]:
+    """Another Eureka server with the credentials of ``eureka_server``, not its peer: they
+    share no registrations (for failover from one to the other)."""
+    with _used_by(request, _sd_eureka_second_server):
+        yield _sd_eureka_second_server
+
+
+@pytest.fixture(scope="session")
+def _sd_eureka_tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EurekaTLSServer]:
+    server = _create(lambda: EurekaTLSServer(tmp_path_factory.mktemp("eureka-tls")))
+    with _running(server):
+        yield server
+
+
+@pytest.fixture
+def eureka_tls_server(
+    request: pytest.FixtureRequest, _sd_eureka_tls_server: EurekaTLSServer
+) -> Iterator[EurekaTLSServer]:
+    """A Eureka server that serves HTTPS only and asks clients for a certificate of its CA,
+    with basic auth; ``certificates`` are its :class:`~pytest_sd.certificates.Certificates`."""
+    with _used_by(request, _sd_eureka_tls_server):
+        yield _sd_eureka_tls_server
