@@ -24,6 +24,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
         ("bench_dnssrv.py", ["--quick"], "propagation after a dynamic update (TTL 1 s"),
         ("bench_httpx.py", ["--quick"], "requests per second with 3 instances"),
         ("bench_eureka.py", ["--quick"], "propagation with refresh = 1 s"),
+        ("bench_balancing.py", ["--quick"], "targets (the figure of each run"),
     ],
 )
 def test_benchmark_runs(script: str, args: list[str], expected: str) -> None:
