@@ -488,7 +488,7 @@ def _end_learning(
     not timed), then tell the balancer."""
     if timing is None:
         _end(cache, entry, failed)
-    else:  # as _LearningChoice.__exit__ does: nothing that may switch threads under the lock
+    else:  # nothing that may switch threads under the lock: no call while it is held
         ended = _now()
         started, in_flight = timing
         sample = (ended - started) / (in_flight if in_flight > 1 else 1)
@@ -681,40 +681,7 @@ class _LearningChoice(_WaitingChoice[E]):
         if entry is None:
             return  # ended already
         self._entry = None
-        balancer = self._balancer
-        timing = self._timing
-        if timing is None:
-            _end(self._cache, entry, exc_type is not None)
-        else:  # _end_learning() inline; nothing that may switch threads under the lock
-            current = _Current.clock
-            ended = _monotonic() if type(current) is Clock else current.monotonic()
-            failed = exc_type is not None
-            started, in_flight = timing
-            sample = (ended - started) / (in_flight if in_flight > 1 else 1)
-            kept = kept_share(ended - entry.measured_at, balancer.latency_decay or 10.0)
-            cache = self._cache
-            lock = cache._lock
-            if not lock.acquire(False):
-                _take(lock)
-            entry.pending -= 1
-            if failed:
-                entry.failures += 1
-                entry.consecutive_failures += 1
-            else:
-                entry.successes += 1
-                entry.consecutive_failures = 0
-            estimate = entry.service_time
-            if sample >= estimate:
-                entry.service_time = sample  # a peak replaces the estimate at once
-            elif not failed:  # a failure never makes an endpoint look faster
-                entry.service_time = estimate * kept + sample * (1.0 - kept)
-            entry.measured_at = ended if ended > entry.measured_at else entry.measured_at
-            retired = entry.retired
-            lock.release()
-            if retired:
-                cache.release_retired(entry)
-        if balancer._sd_observes:
-            balancer.observe(entry, exc_type is not None)
+        _end_learning(self._balancer, self._cache, entry, exc_type is not None, self._timing)
 
 
 class AsyncChoice(Generic[E]):
